@@ -1,0 +1,3 @@
+//! The registry role.
+
+pub mod state;
