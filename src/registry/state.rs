@@ -1,1 +1,1005 @@
-//! Registration state.
+//! Registration state: which instances are registered under which service,
+//! their leases, their health and a per-service change index.
+//!
+//! This module is pure state, with no I/O, no async and no clock of its own:
+//! every time-dependent method takes `now: Instant`. Like quinn-proto or h2,
+//! keeping protocol state apart from I/O makes it deterministic and cheap to
+//! test exhaustively (time is just an argument) and lets the async layer wrap
+//! it in one `std::sync::Mutex` that is never held across an `.await`. For
+//! that reason every method is quick: register, renew, deregister, probe
+//! marking and (usually) pick are O(1); only the periodic sweep and the
+//! listings walk the instances.
+//!
+//! Health follows the flapping protection of hashicorp/consul#868: a failed
+//! probe excludes an instance at once, and only a later successful probe
+//! restores it. A heartbeat (re-registration) renews the lease but never
+//! resets health.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Default cap on the number of distinct services, so that a client cannot
+/// exhaust memory by inventing service names.
+pub const DEFAULT_MAX_SERVICES: usize = 1_000;
+/// Default cap on the instances of one service.
+pub const DEFAULT_MAX_INSTANCES_PER_SERVICE: usize = 100_000;
+/// Default cap on the instances of all services together.
+pub const DEFAULT_MAX_INSTANCES_TOTAL: usize = 200_000;
+/// Longest accepted service name, to bound memory and log lines.
+pub const MAX_SERVICE_NAME: usize = 64;
+
+/// Random draws `pick` tries before falling back to a scan. With half the
+/// instances healthy, the scan is needed once in 256 picks.
+const PICK_TRIES: usize = 8;
+/// Lease used when `now + ttl` does not fit in an `Instant` (absurd TTLs).
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Size caps that bound the registry's memory; they apply to new
+/// registrations only, so a renewal always succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum number of distinct services.
+    pub max_services: usize,
+    /// Maximum number of instances in one service.
+    pub max_instances_per_service: usize,
+    /// Maximum number of instances in the whole registry.
+    pub max_instances_total: usize,
+}
+
+impl Default for Limits {
+    /// The `DEFAULT_*` constants: generous, yet bounded.
+    fn default() -> Self {
+        Limits {
+            max_services: DEFAULT_MAX_SERVICES,
+            max_instances_per_service: DEFAULT_MAX_INSTANCES_PER_SERVICE,
+            max_instances_total: DEFAULT_MAX_INSTANCES_TOTAL,
+        }
+    }
+}
+
+/// Whether `name` is a valid service name: 1 to [`MAX_SERVICE_NAME`] bytes of
+/// `[A-Za-z0-9._-]`, so names are safe in URLs, logs and JSON without escaping.
+pub fn valid_service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_SERVICE_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The outcome of one probe, kept so operators can see why an instance is
+/// excluded and when it was last checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeRecord {
+    /// When the probe finished.
+    pub at: Instant,
+    /// Whether the instance answered correctly.
+    pub ok: bool,
+}
+
+/// One registered instance of a service: its lease and its health.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// The instance's address, `HOST:PORT`, shared with the lookup map.
+    pub addr: Arc<str>,
+    /// When the instance first registered (kept across renewals).
+    pub registered_at: Instant,
+    /// When the instance last registered or renewed.
+    pub last_beat: Instant,
+    /// The lease length asked for by the last heartbeat.
+    pub ttl: Duration,
+    /// When the lease runs out unless renewed.
+    pub expires_at: Instant,
+    /// The latest probe result, if any probe ran yet.
+    pub last_probe: Option<ProbeRecord>,
+    /// Whether a failed probe excluded the instance from picks.
+    pub excluded: bool,
+    /// How many times `pick` returned this instance.
+    pub picks: u64,
+}
+
+impl Instance {
+    /// Whether the instance may be picked: it is not excluded by a probe.
+    pub fn healthy(&self) -> bool {
+        !self.excluded
+    }
+}
+
+/// What a successful [`Registry::register`] did, so callers can log and
+/// answer `201` versus `200`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    /// The instance was not registered before.
+    New,
+    /// The instance was registered; its lease was renewed.
+    Renewed,
+}
+
+/// Why a registration was refused; each maps to a client error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegisterError {
+    /// The service name fails [`valid_service_name`].
+    BadServiceName,
+    /// A new service would exceed [`Limits::max_services`].
+    TooManyServices {
+        /// The limit.
+        max: usize,
+    },
+    /// The service already has [`Limits::max_instances_per_service`].
+    ServiceFull {
+        /// The limit.
+        max: usize,
+    },
+    /// The registry already has [`Limits::max_instances_total`].
+    RegistryFull {
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl fmt::Display for RegisterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegisterError::BadServiceName => write!(
+                f,
+                "bad service name (1 to {MAX_SERVICE_NAME} characters of A-Z a-z 0-9 . _ -)"
+            ),
+            RegisterError::TooManyServices { max } => write!(f, "too many services (max {max})"),
+            RegisterError::ServiceFull { max } => write!(f, "service is full ({max} instances)"),
+            RegisterError::RegistryFull { max } => {
+                write!(f, "registry is full ({max} instances)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RegisterError {}
+
+/// A one-line view of a service for listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSummary {
+    /// The service name.
+    pub name: String,
+    /// Instances that may be picked (not excluded).
+    pub live: usize,
+    /// All registered instances.
+    pub total: usize,
+    /// The service's change index.
+    pub index: u64,
+}
+
+/// An instance to probe (or one that expired): enough to find it again with
+/// [`Registry::mark_probe`] without holding the lock while probing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The service the instance is registered under.
+    pub service: String,
+    /// The instance's address.
+    pub addr: Arc<str>,
+}
+
+/// The instances of one service: a dense `Vec` for O(1) random picks and a
+/// map from address to position for O(1) lookups, kept in sync on
+/// `swap_remove`.
+#[derive(Debug, Default)]
+struct Service {
+    index: u64,
+    healthy: usize,
+    slots: Vec<Instance>,
+    pos: HashMap<Arc<str>, usize>,
+}
+
+impl Service {
+    fn get_mut(&mut self, addr: &str) -> Option<&mut Instance> {
+        let i = *self.pos.get(addr)?;
+        self.slots.get_mut(i)
+    }
+
+    fn push(&mut self, inst: Instance) {
+        self.pos.insert(inst.addr.clone(), self.slots.len());
+        if inst.healthy() {
+            self.healthy += 1;
+        }
+        self.slots.push(inst);
+    }
+
+    /// Removes the instance at `i`, moving the last one into its place.
+    fn remove_at(&mut self, i: usize) -> Option<Instance> {
+        if i >= self.slots.len() {
+            return None;
+        }
+        let gone = self.slots.swap_remove(i);
+        self.pos.remove(&gone.addr);
+        if let Some(moved) = self.slots.get(i) {
+            if let Some(p) = self.pos.get_mut(&moved.addr) {
+                *p = i;
+            }
+        }
+        if gone.healthy() {
+            self.healthy -= 1;
+        }
+        Some(gone)
+    }
+
+    fn remove(&mut self, addr: &str) -> Option<Instance> {
+        let i = *self.pos.get(addr)?;
+        self.remove_at(i)
+    }
+
+    /// Removes every instance whose lease ran out, appending their addresses.
+    fn expire(&mut self, now: Instant, out: &mut Vec<Arc<str>>) {
+        let mut i = 0;
+        while let Some(inst) = self.slots.get(i) {
+            if inst.expires_at > now {
+                i += 1;
+            } else if let Some(gone) = self.remove_at(i) {
+                // Do not advance: slot `i` now holds the former last instance.
+                out.push(gone.addr);
+            }
+        }
+    }
+
+    /// A uniformly random healthy position: rejection sampling, which is
+    /// exactly uniform when it succeeds, then a scan for the k-th healthy
+    /// instance, which is uniform too; a mixture of uniforms is uniform.
+    fn pick_index(&self, rng: &mut fastrand::Rng) -> Option<usize> {
+        if self.healthy == 0 {
+            return None;
+        }
+        for _ in 0..PICK_TRIES {
+            let i = rng.usize(..self.slots.len());
+            if self.slots.get(i).is_some_and(Instance::healthy) {
+                return Some(i);
+            }
+        }
+        let k = rng.usize(..self.healthy);
+        let mut healthy = self.slots.iter().enumerate().filter(|(_, x)| x.healthy());
+        healthy.nth(k).map(|(i, _)| i)
+    }
+}
+
+/// `now + ttl`, without panicking on absurd TTLs.
+fn deadline(now: Instant, ttl: Duration) -> Instant {
+    now.checked_add(ttl)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
+/// The registry's registration state: services, their instances, leases,
+/// health and change indexes. Pure data; the caller supplies time and
+/// randomness, and does the I/O.
+///
+/// ```
+/// use mini::registry::state::{Limits, Registry};
+/// use std::time::{Duration, Instant};
+///
+/// let mut reg = Registry::new(Limits::default());
+/// let now = Instant::now();
+/// reg.register("add", "127.0.0.1:9001", Duration::from_secs(10), now)?;
+/// let mut rng = fastrand::Rng::with_seed(7);
+/// assert_eq!(reg.pick("add", &mut rng).as_deref(), Some("127.0.0.1:9001"));
+/// assert!(reg.mark_probe("add", "127.0.0.1:9001", false, now)); // excluded
+/// assert_eq!(reg.pick("add", &mut rng), None);
+/// # Ok::<(), mini::registry::state::RegisterError>(())
+/// ```
+#[derive(Debug)]
+pub struct Registry {
+    limits: Limits,
+    services: HashMap<String, Service>,
+    total: usize,
+    /// Registry-wide change counter: a service's index is set from it, so an
+    /// index never goes back, even across removal and re-creation.
+    counter: u64,
+}
+
+impl Registry {
+    /// An empty registry bounded by `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Registry {
+            limits,
+            services: HashMap::new(),
+            total: 0,
+            counter: 0,
+        }
+    }
+
+    /// Registers `addr` under `service` with a lease of `ttl` from `now`, or
+    /// renews it if present. A renewal updates `last_beat`, `ttl` and
+    /// `expires_at` only: it keeps health (flapping protection), probe record
+    /// and pick count, does not bump the index, and ignores the limits.
+    pub fn register(
+        &mut self,
+        service: &str,
+        addr: &str,
+        ttl: Duration,
+        now: Instant,
+    ) -> Result<Registered, RegisterError> {
+        if !valid_service_name(service) {
+            return Err(RegisterError::BadServiceName);
+        }
+        let expires_at = deadline(now, ttl);
+        if let Some(inst) = self.services.get_mut(service).and_then(|s| s.get_mut(addr)) {
+            inst.last_beat = now;
+            inst.ttl = ttl;
+            inst.expires_at = expires_at;
+            return Ok(Registered::Renewed);
+        }
+        self.check_limits(service)?;
+        let inst = Instance {
+            addr: Arc::from(addr),
+            registered_at: now,
+            last_beat: now,
+            ttl,
+            expires_at,
+            last_probe: None,
+            excluded: false,
+            picks: 0,
+        };
+        self.insert_new(service, inst);
+        Ok(Registered::New)
+    }
+
+    fn check_limits(&self, service: &str) -> Result<(), RegisterError> {
+        let l = &self.limits;
+        let in_service = match self.services.get(service) {
+            Some(s) => s.slots.len(),
+            None if self.services.len() >= l.max_services => {
+                return Err(RegisterError::TooManyServices {
+                    max: l.max_services,
+                })
+            }
+            None => 0,
+        };
+        if in_service >= l.max_instances_per_service {
+            return Err(RegisterError::ServiceFull {
+                max: l.max_instances_per_service,
+            });
+        }
+        if self.total >= l.max_instances_total {
+            return Err(RegisterError::RegistryFull {
+                max: l.max_instances_total,
+            });
+        }
+        Ok(())
+    }
+
+    fn insert_new(&mut self, service: &str, inst: Instance) {
+        if !self.services.contains_key(service) {
+            self.services.insert(service.to_owned(), Service::default());
+        }
+        if let Some(svc) = self.services.get_mut(service) {
+            svc.push(inst);
+            self.counter += 1;
+            svc.index = self.counter;
+            self.total += 1;
+        }
+    }
+
+    /// Removes `addr` from `service`; returns whether it was registered.
+    /// Drops the service entry when it becomes empty, so abandoned names do
+    /// not count against [`Limits::max_services`].
+    pub fn deregister(&mut self, service: &str, addr: &str) -> bool {
+        let Some(svc) = self.services.get_mut(service) else {
+            return false;
+        };
+        if svc.remove(addr).is_none() {
+            return false;
+        }
+        self.counter += 1;
+        svc.index = self.counter;
+        self.total -= 1;
+        if svc.slots.is_empty() {
+            self.services.remove(service);
+        }
+        true
+    }
+
+    /// Removes every instance whose lease ran out (`expires_at <= now`) and
+    /// returns them, for logging. Drops services left empty. O(instances),
+    /// meant for a periodic sweep.
+    pub fn expire(&mut self, now: Instant) -> Vec<Target> {
+        let mut expired = Vec::new();
+        let mut addrs = Vec::new();
+        for (name, svc) in &mut self.services {
+            svc.expire(now, &mut addrs);
+            if addrs.is_empty() {
+                continue;
+            }
+            self.counter += 1;
+            svc.index = self.counter;
+            self.total -= addrs.len();
+            expired.extend(addrs.drain(..).map(|addr| Target {
+                service: name.clone(),
+                addr,
+            }));
+        }
+        self.services.retain(|_, svc| !svc.slots.is_empty());
+        expired
+    }
+
+    /// Every registered instance, healthy or excluded: excluded ones must be
+    /// probed too, since only a successful probe restores them.
+    pub fn probe_targets(&self) -> Vec<Target> {
+        let mut targets = Vec::with_capacity(self.total);
+        for (name, svc) in &self.services {
+            targets.extend(svc.slots.iter().map(|inst| Target {
+                service: name.clone(),
+                addr: inst.addr.clone(),
+            }));
+        }
+        targets
+    }
+
+    /// Records a probe result: `ok == false` excludes the instance from
+    /// picks, `ok == true` restores it. Returns whether its health changed
+    /// (and only then bumps the index). An unknown instance (deregistered
+    /// while the probe ran) is ignored and yields `false`.
+    pub fn mark_probe(&mut self, service: &str, addr: &str, ok: bool, now: Instant) -> bool {
+        let Some(svc) = self.services.get_mut(service) else {
+            return false;
+        };
+        let Some(inst) = svc.get_mut(addr) else {
+            return false;
+        };
+        inst.last_probe = Some(ProbeRecord { at: now, ok });
+        if inst.healthy() == ok {
+            return false;
+        }
+        inst.excluded = !ok;
+        if ok {
+            svc.healthy += 1;
+        } else {
+            svc.healthy -= 1;
+        }
+        self.counter += 1;
+        svc.index = self.counter;
+        true
+    }
+
+    /// A healthy instance of `service`, chosen uniformly at random, or `None`
+    /// if there is none. Counts the pick on the instance. O(1) when a fair
+    /// share of instances is healthy, O(instances) at worst.
+    pub fn pick(&mut self, service: &str, rng: &mut fastrand::Rng) -> Option<Arc<str>> {
+        let svc = self.services.get_mut(service)?;
+        let i = svc.pick_index(rng)?;
+        let inst = svc.slots.get_mut(i)?;
+        inst.picks = inst.picks.saturating_add(1);
+        Some(inst.addr.clone())
+    }
+
+    /// A summary of every service, sorted by name, for listings.
+    pub fn services(&self) -> Vec<ServiceSummary> {
+        let mut out: Vec<ServiceSummary> = self
+            .services
+            .iter()
+            .map(|(name, svc)| ServiceSummary {
+                name: name.clone(),
+                live: svc.healthy,
+                total: svc.slots.len(),
+                index: svc.index,
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// A snapshot of the instances of `service`, sorted by address, or `None`
+    /// if the service is unknown.
+    pub fn instances(&self, service: &str) -> Option<Vec<Instance>> {
+        let mut out = self.services.get(service)?.slots.clone();
+        out.sort_unstable_by(|a, b| a.addr.cmp(&b.addr));
+        Some(out)
+    }
+
+    /// The change index of `service` (0 if unknown). It grows on every
+    /// addition, removal or health flip, never on a renewal, so a watcher can
+    /// block until it exceeds the value it last saw.
+    pub fn index(&self, service: &str) -> u64 {
+        self.services.get(service).map_or(0, |s| s.index)
+    }
+
+    /// The number of registered instances across all services.
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    /// Whether no instance is registered.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    const TTL: Duration = Duration::from_secs(10);
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn reg() -> Registry {
+        Registry::new(Limits::default())
+    }
+
+    fn addr(i: usize) -> String {
+        format!("127.0.0.1:{}", 10_000 + i)
+    }
+
+    /// Internal bookkeeping: positions, healthy counts, total.
+    fn check_invariants(r: &Registry) {
+        let mut total = 0;
+        for svc in r.services.values() {
+            assert!(!svc.slots.is_empty(), "empty service kept");
+            assert_eq!(svc.pos.len(), svc.slots.len());
+            for (i, inst) in svc.slots.iter().enumerate() {
+                assert_eq!(svc.pos.get(&inst.addr), Some(&i));
+            }
+            let healthy = svc.slots.iter().filter(|x| x.healthy()).count();
+            assert_eq!(svc.healthy, healthy);
+            assert!(svc.index >= 1 && svc.index <= r.counter);
+            total += svc.slots.len();
+        }
+        assert_eq!(r.total, total);
+    }
+
+    fn get(r: &Registry, service: &str, a: &str) -> Instance {
+        let all = r.instances(service).expect("service");
+        all.into_iter().find(|i| &*i.addr == a).expect("instance")
+    }
+
+    #[test]
+    fn register_new_then_renew() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        assert_eq!(r.register("add", "h:1", TTL, t0), Ok(Registered::New));
+        assert_eq!(
+            r.register("add", "h:1", TTL, t0 + secs(1)),
+            Ok(Registered::Renewed)
+        );
+        assert_eq!(r.register("add", "h:2", TTL, t0), Ok(Registered::New));
+        assert_eq!(r.register("other", "h:1", TTL, t0), Ok(Registered::New));
+        assert_eq!(r.len(), 3);
+        assert!(!r.is_empty());
+        check_invariants(&r);
+    }
+
+    #[test]
+    fn renew_extends_expiry_and_keeps_registered_at() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        r.register("add", "h:1", TTL, t0).unwrap();
+        r.register("add", "h:1", secs(30), t0 + secs(5)).unwrap();
+        let i = get(&r, "add", "h:1");
+        assert_eq!(i.registered_at, t0);
+        assert_eq!(i.last_beat, t0 + secs(5));
+        assert_eq!(i.ttl, secs(30));
+        assert_eq!(i.expires_at, t0 + secs(35));
+        assert!(r.expire(t0 + secs(20)).is_empty());
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.expire(t0 + secs(35)).len(), 1);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn expire_removes_exactly_the_expired() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        // Adjacent slots 1 and 2 expire in the same sweep, and so does the last.
+        let ttls = [20, 5, 5, 30, 5];
+        for (i, t) in ttls.iter().enumerate() {
+            r.register("add", &addr(i), secs(*t), t0).unwrap();
+        }
+        r.register("b", "x:1", secs(5), t0).unwrap();
+        r.register("c", "y:1", secs(50), t0).unwrap();
+        assert!(r.expire(t0 + secs(4)).is_empty());
+        let mut gone: Vec<(String, String)> = r
+            .expire(t0 + secs(5))
+            .into_iter()
+            .map(|t| (t.service, t.addr.to_string()))
+            .collect();
+        gone.sort();
+        let want = vec![
+            ("add".to_string(), addr(1)),
+            ("add".to_string(), addr(2)),
+            ("add".to_string(), addr(4)),
+            ("b".to_string(), "x:1".to_string()),
+        ];
+        assert_eq!(gone, want);
+        let left: Vec<String> = r
+            .instances("add")
+            .unwrap()
+            .iter()
+            .map(|i| i.addr.to_string())
+            .collect();
+        assert_eq!(left, vec![addr(0), addr(3)]);
+        assert!(r.instances("b").is_none());
+        assert!(r.instances("c").is_some());
+        assert_eq!(r.len(), 3);
+        check_invariants(&r);
+    }
+
+    #[test]
+    fn deregister_removes_and_drops_empty_service() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        r.register("add", "h:1", TTL, t0).unwrap();
+        r.register("add", "h:2", TTL, t0).unwrap();
+        assert!(r.deregister("add", "h:1"));
+        assert!(!r.deregister("add", "h:1"));
+        assert!(!r.deregister("nope", "h:2"));
+        assert_eq!(r.len(), 1);
+        check_invariants(&r);
+        assert!(r.deregister("add", "h:2"));
+        assert!(r.instances("add").is_none());
+        assert!(r.services().is_empty());
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn probe_fail_excludes_and_ok_restores() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(1);
+        r.register("add", "h:1", TTL, t0).unwrap();
+        r.register("add", "h:2", TTL, t0).unwrap();
+        assert!(r.mark_probe("add", "h:1", false, t0 + secs(1)));
+        let i = get(&r, "add", "h:1");
+        assert!(i.excluded && !i.healthy());
+        assert_eq!(
+            i.last_probe,
+            Some(ProbeRecord {
+                at: t0 + secs(1),
+                ok: false
+            })
+        );
+        for _ in 0..500 {
+            assert_eq!(r.pick("add", &mut rng).as_deref(), Some("h:2"));
+        }
+        assert!(!r.mark_probe("add", "h:1", false, t0 + secs(2)));
+        assert!(r.mark_probe("add", "h:1", true, t0 + secs(3)));
+        assert!(get(&r, "add", "h:1").healthy());
+        let seen: HashSet<String> = (0..200)
+            .filter_map(|_| r.pick("add", &mut rng))
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(seen.len(), 2);
+        check_invariants(&r);
+    }
+
+    #[test]
+    fn mark_probe_unknown_is_ignored() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        assert!(!r.mark_probe("add", "h:1", false, t0));
+        r.register("add", "h:1", TTL, t0).unwrap();
+        assert!(!r.mark_probe("add", "h:9", false, t0));
+        assert_eq!(r.len(), 1);
+        assert!(r
+            .instances("add")
+            .unwrap()
+            .iter()
+            .all(|i| i.last_probe.is_none()));
+    }
+
+    #[test]
+    fn renew_does_not_restore_excluded() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(2);
+        r.register("add", "h:1", TTL, t0).unwrap();
+        r.mark_probe("add", "h:1", false, t0);
+        assert_eq!(
+            r.register("add", "h:1", TTL, t0 + secs(1)),
+            Ok(Registered::Renewed)
+        );
+        assert!(get(&r, "add", "h:1").excluded);
+        assert_eq!(r.pick("add", &mut rng), None);
+        assert_eq!(r.services()[0].live, 0);
+    }
+
+    #[test]
+    fn pick_is_uniform_over_healthy() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(42);
+        for i in 0..5 {
+            r.register("add", &addr(i), TTL, t0).unwrap();
+        }
+        let mut counts: HashMap<String, u32> = HashMap::new();
+        for _ in 0..10_000 {
+            let a = r.pick("add", &mut rng).expect("healthy");
+            *counts.entry(a.to_string()).or_default() += 1;
+        }
+        assert_eq!(counts.len(), 5);
+        for (a, n) in &counts {
+            assert!((1600..=2400).contains(n), "{a} picked {n} times");
+            assert_eq!(get(&r, "add", a).picks, u64::from(*n));
+        }
+    }
+
+    #[test]
+    fn pick_only_healthy_and_uniform() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(7);
+        for i in 0..5 {
+            r.register("add", &addr(i), TTL, t0).unwrap();
+        }
+        r.mark_probe("add", &addr(1), false, t0);
+        r.mark_probe("add", &addr(3), false, t0);
+        let mut counts: HashMap<String, u32> = HashMap::new();
+        for _ in 0..9_000 {
+            let a = r.pick("add", &mut rng).expect("healthy");
+            *counts.entry(a.to_string()).or_default() += 1;
+        }
+        let keys: HashSet<&str> = counts.keys().map(String::as_str).collect();
+        let want: HashSet<String> = [0, 2, 4].iter().map(|&i| addr(i)).collect();
+        assert_eq!(keys, want.iter().map(String::as_str).collect());
+        for n in counts.values() {
+            assert!((2400..=3600).contains(n), "{n}");
+        }
+        assert_eq!(r.pick("nope", &mut rng), None);
+    }
+
+    #[test]
+    fn pick_finds_single_healthy_among_100k() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(9);
+        for i in 0..100_000 {
+            let a = format!("h{i}:1");
+            r.register("add", &a, TTL, t0).unwrap();
+            if i != 77_777 {
+                r.mark_probe("add", &a, false, t0);
+            }
+        }
+        for _ in 0..20 {
+            assert_eq!(r.pick("add", &mut rng).as_deref(), Some("h77777:1"));
+        }
+        assert_eq!(r.services()[0].live, 1);
+        assert_eq!(r.services()[0].total, 100_000);
+    }
+
+    #[test]
+    fn limits_refuse_new_but_allow_renewal() {
+        let limits = Limits {
+            max_services: 2,
+            max_instances_per_service: 2,
+            max_instances_total: 3,
+        };
+        let mut r = Registry::new(limits);
+        let t0 = Instant::now();
+        r.register("a", "h:1", TTL, t0).unwrap();
+        r.register("a", "h:2", TTL, t0).unwrap();
+        assert_eq!(
+            r.register("a", "h:3", TTL, t0),
+            Err(RegisterError::ServiceFull { max: 2 })
+        );
+        r.register("b", "h:1", TTL, t0).unwrap();
+        assert_eq!(
+            r.register("c", "h:1", TTL, t0),
+            Err(RegisterError::TooManyServices { max: 2 })
+        );
+        assert_eq!(
+            r.register("b", "h:2", TTL, t0),
+            Err(RegisterError::RegistryFull { max: 3 })
+        );
+        for (s, a) in [("a", "h:1"), ("a", "h:2"), ("b", "h:1")] {
+            assert_eq!(r.register(s, a, TTL, t0 + secs(1)), Ok(Registered::Renewed));
+        }
+        assert_eq!(r.len(), 3);
+        assert!(r.deregister("b", "h:1"));
+        assert_eq!(r.register("c", "h:1", TTL, t0), Ok(Registered::New));
+    }
+
+    #[test]
+    fn default_limits_and_error_messages() {
+        let l = Limits::default();
+        assert_eq!(l.max_services, 1_000);
+        assert_eq!(l.max_instances_per_service, 100_000);
+        assert_eq!(l.max_instances_total, 200_000);
+        let e = RegisterError::ServiceFull { max: 100_000 };
+        assert_eq!(e.to_string(), "service is full (100000 instances)");
+        assert!(!RegisterError::BadServiceName.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn bad_service_name() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        for bad in ["", "a b", "a/b", "é", &"x".repeat(65)] {
+            assert!(!valid_service_name(bad), "{bad:?}");
+            assert_eq!(
+                r.register(bad, "h:1", TTL, t0),
+                Err(RegisterError::BadServiceName)
+            );
+        }
+        for good in ["add", "A.b_c-9", &"x".repeat(64)] {
+            assert!(valid_service_name(good), "{good:?}");
+        }
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn index_bumps_only_on_real_changes() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        assert_eq!(r.index("add"), 0);
+        r.register("add", "h:1", TTL, t0).unwrap();
+        let i1 = r.index("add");
+        assert_eq!(i1, 1);
+        r.register("add", "h:1", TTL, t0 + secs(1)).unwrap();
+        assert_eq!(r.index("add"), i1, "renewal bumped");
+        r.register("add", "h:2", TTL, t0).unwrap();
+        let i2 = r.index("add");
+        assert!(i2 > i1);
+        r.mark_probe("add", "h:1", true, t0);
+        assert_eq!(r.index("add"), i2, "unchanged probe bumped");
+        r.mark_probe("add", "h:1", false, t0);
+        let i3 = r.index("add");
+        assert!(i3 > i2);
+        r.mark_probe("add", "h:1", false, t0);
+        assert_eq!(r.index("add"), i3);
+        r.mark_probe("add", "h:1", true, t0);
+        let i4 = r.index("add");
+        assert!(i4 > i3);
+        let mut rng = fastrand::Rng::with_seed(3);
+        r.pick("add", &mut rng);
+        assert_eq!(r.index("add"), i4, "pick bumped");
+        r.deregister("add", "h:2");
+        let i5 = r.index("add");
+        assert!(i5 > i4);
+        r.register("add", "h:3", secs(1), t0).unwrap();
+        let i6 = r.index("add");
+        r.expire(t0 + secs(1));
+        assert!(r.index("add") > i6);
+        assert_eq!(r.services()[0].index, r.index("add"));
+    }
+
+    #[test]
+    fn index_never_goes_back_after_recreate() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        r.register("add", "h:1", TTL, t0).unwrap();
+        r.register("add", "h:2", TTL, t0).unwrap();
+        r.mark_probe("add", "h:1", false, t0);
+        let before = r.index("add");
+        r.deregister("add", "h:1");
+        r.deregister("add", "h:2");
+        assert_eq!(r.index("add"), 0);
+        r.register("add", "h:1", TTL, t0).unwrap();
+        assert!(r.index("add") > before);
+        let before = r.index("add");
+        r.expire(t0 + TTL);
+        r.register("add", "h:1", TTL, t0).unwrap();
+        assert!(r.index("add") > before);
+    }
+
+    #[test]
+    fn absurd_ttl_does_not_panic() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        r.register("add", "h:1", Duration::MAX, t0).unwrap();
+        assert!(r.expire(t0 + secs(3600)).is_empty());
+    }
+
+    #[test]
+    fn probe_targets_lists_all() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        r.register("a", "h:1", TTL, t0).unwrap();
+        r.register("b", "h:2", TTL, t0).unwrap();
+        r.mark_probe("a", "h:1", false, t0);
+        let mut t: Vec<(String, String)> = r
+            .probe_targets()
+            .into_iter()
+            .map(|t| (t.service, t.addr.to_string()))
+            .collect();
+        t.sort();
+        assert_eq!(
+            t,
+            vec![("a".into(), "h:1".into()), ("b".into(), "h:2".into())]
+        );
+        let names: Vec<String> = r.services().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, vec!["a", "b"]);
+    }
+
+    /// The model: (service, addr) -> (expires_at, excluded).
+    type Model = HashMap<(String, String), (Instant, bool)>;
+
+    fn check_against_model(r: &Registry, m: &Model) {
+        check_invariants(r);
+        assert_eq!(r.len(), m.len());
+        for s in ["s0", "s1", "s2"] {
+            let mut want: Vec<(String, Instant, bool)> = m
+                .iter()
+                .filter(|((ms, _), _)| ms == s)
+                .map(|((_, a), (e, x))| (a.clone(), *e, *x))
+                .collect();
+            want.sort();
+            let got = r.instances(s).map(|v| {
+                v.into_iter()
+                    .map(|i| (i.addr.to_string(), i.expires_at, i.excluded))
+                    .collect::<Vec<_>>()
+            });
+            if want.is_empty() {
+                assert_eq!(got, None);
+            } else {
+                assert_eq!(got, Some(want));
+            }
+        }
+    }
+
+    #[test]
+    fn random_ops_match_model() {
+        let mut rng = fastrand::Rng::with_seed(0x5eed);
+        let mut r = reg();
+        let mut m: Model = HashMap::new();
+        let t0 = Instant::now();
+        let mut now = t0;
+        for _ in 0..5_000 {
+            let s = format!("s{}", rng.usize(..3));
+            let a = addr(rng.usize(..25));
+            let key = (s.clone(), a.clone());
+            let before = r.index(&s);
+            match rng.u8(..10) {
+                0..=3 => {
+                    let ttl = secs(rng.u64(1..20));
+                    let got = r.register(&s, &a, ttl, now).unwrap();
+                    let excluded = m.get(&key).is_some_and(|v| v.1);
+                    let was = m.insert(key, (now + ttl, excluded));
+                    assert_eq!(got == Registered::New, was.is_none());
+                    assert_eq!(r.index(&s) > before, was.is_none());
+                }
+                4 => {
+                    let was = m.remove(&key);
+                    assert_eq!(r.deregister(&s, &a), was.is_some());
+                    assert_eq!(r.index(&s) != before, was.is_some());
+                }
+                5..=6 => {
+                    let ok = rng.bool();
+                    let changed = match m.get_mut(&key) {
+                        Some(v) if v.1 == ok => {
+                            v.1 = !ok;
+                            true
+                        }
+                        _ => false,
+                    };
+                    assert_eq!(r.mark_probe(&s, &a, ok, now), changed);
+                    assert_eq!(r.index(&s) > before, changed);
+                }
+                7 => {
+                    now += secs(rng.u64(0..4));
+                    let mut got: Vec<(String, String)> = r
+                        .expire(now)
+                        .into_iter()
+                        .map(|t| (t.service, t.addr.to_string()))
+                        .collect();
+                    got.sort();
+                    let mut want: Vec<(String, String)> = m
+                        .iter()
+                        .filter(|(_, v)| v.0 <= now)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    want.sort();
+                    m.retain(|_, v| v.0 > now);
+                    assert_eq!(got, want);
+                }
+                _ => {
+                    let got = r.pick(&s, &mut rng).map(|a| a.to_string());
+                    match got {
+                        Some(p) => assert_eq!(m.get(&(s.clone(), p)).map(|v| v.1), Some(false)),
+                        None => assert!(!m.iter().any(|((ms, _), v)| *ms == s && !v.1)),
+                    }
+                }
+            }
+            assert!(r.index(&s) >= before || r.index(&s) == 0);
+            check_against_model(&r, &m);
+        }
+    }
+}

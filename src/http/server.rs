@@ -1,0 +1,326 @@
+//! The HTTP/1.1 server: an accept loop and one task per connection.
+//!
+//! Each connection reads into one bounded buffer, parses as many pipelined requests as it holds, answers
+//! them in order into one output buffer and flushes before it would block on a read. Every wait has a
+//! deadline: a new connection must send its head within the head timeout, a kept-alive connection may
+//! idle for the idle timeout, a started request must complete within the head timeout (else 408), and a
+//! peer that stops reading is dropped after the write timeout.
+
+use super::parse::{parse_request, Request, Version};
+use super::{Response, HEAD_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, WRITE_TIMEOUT};
+use crate::rt;
+use async_net::{TcpListener, TcpStream};
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::Timer;
+use std::future::Future;
+use std::io;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 4096;
+/// Answers queued for pipelined requests are flushed once they reach this size.
+const MAX_PENDING_OUT: usize = 64 * 1024;
+/// First wait after an accept error such as EMFILE; doubles up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// Longest wait between accept attempts while the process is out of descriptors.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// After an error reply, how long unread input is drained so the peer reads the reply, not a reset.
+const LINGER: Duration = Duration::from_millis(500);
+/// And how many bytes at most are drained.
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// Timeouts and the connection cap; the defaults are the named constants in [`crate::http`].
+#[derive(Debug, Clone, Copy)]
+pub struct ServerConfig {
+    /// Time for a whole request to arrive once started (and for a new connection's first byte).
+    pub head_timeout: Duration,
+    /// Time a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Time a reply may take to be written.
+    pub write_timeout: Duration,
+    /// Open connections past which new ones are closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            head_timeout: HEAD_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// What a role implements to answer requests.
+///
+/// ```
+/// use mini::http::{Handler, Request, Response};
+/// struct Hello;
+/// impl Handler for Hello {
+///     async fn handle(&self, _req: Request) -> Response {
+///         Response::text(200, "hello")
+///     }
+/// }
+/// ```
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request.
+    fn handle(&self, req: Request) -> impl Future<Output = Response> + Send;
+}
+
+/// Accepts connections forever, one task each, never exiting on accept errors.
+///
+/// ```no_run
+/// # struct Hello;
+/// # impl mini::http::Handler for Hello {
+/// #     async fn handle(&self, _r: mini::http::Request) -> mini::http::Response { mini::http::Response::text(200, "hi") }
+/// # }
+/// mini::rt::block_on(async {
+///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
+///     mini::http::server::serve(listener, std::sync::Arc::new(Hello), Default::default()).await;
+///     Ok::<(), std::io::Error>(())
+/// });
+/// ```
+pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, config: ServerConfig) {
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                let Some(slot) = Slot::take(&active, config.max_connections) else {
+                    drop(stream);
+                    continue;
+                };
+                let handler = handler.clone();
+                rt::spawn(async move {
+                    let _slot = slot;
+                    Connection::new(stream, config).run(&*handler).await;
+                })
+                .detach();
+            }
+            Err(e) if is_per_connection(&e) => {}
+            Err(e) => {
+                if backoff == ACCEPT_BACKOFF_MIN {
+                    eprintln!("mini: accept failed ({e}); backing off");
+                }
+                Timer::after(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Errors about one half-open connection, not about the listener: accept again at once.
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// One counted connection; dropping it frees the slot.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        let prev = active.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(active.clone());
+        (prev < max).then_some(slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How reading the next request ended.
+enum Next {
+    Request(Request),
+    /// Peer closed or idled out between requests: close quietly.
+    Done,
+    /// Answer this and close.
+    Fail(Response),
+}
+
+struct Connection {
+    stream: TcpStream,
+    config: ServerConfig,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    served: u64,
+    started: Option<Instant>,
+}
+
+impl Connection {
+    fn new(stream: TcpStream, config: ServerConfig) -> Connection {
+        let _ = stream.set_nodelay(true);
+        Connection {
+            stream,
+            config,
+            input: Vec::new(),
+            output: Vec::new(),
+            served: 0,
+            started: None,
+        }
+    }
+
+    async fn run<H: Handler>(mut self, handler: &H) {
+        loop {
+            match self.next_request().await {
+                Next::Request(req) => {
+                    let keep = req.keep_alive;
+                    let http10 = req.version == Version::Http10;
+                    let resp = handler.handle(req).await;
+                    resp.encode(keep, http10, &mut self.output);
+                    self.served += 1;
+                    if !keep {
+                        break;
+                    }
+                    if self.output.len() >= MAX_PENDING_OUT && !self.flush().await {
+                        return;
+                    }
+                }
+                Next::Done => break,
+                Next::Fail(resp) => {
+                    resp.encode(false, false, &mut self.output);
+                    if self.flush().await {
+                        self.linger().await;
+                    }
+                    return;
+                }
+            }
+        }
+        self.flush().await;
+    }
+
+    async fn next_request(&mut self) -> Next {
+        loop {
+            match parse_request(&self.input) {
+                Ok(Some((req, used))) => {
+                    self.input.drain(..used);
+                    self.started = None;
+                    return Next::Request(req);
+                }
+                Ok(None) => {}
+                Err(e) => return Next::Fail(Response::error(e.status(), e)),
+            }
+            if !self.output.is_empty() && !self.flush().await {
+                return Next::Done;
+            }
+            match self.read_more().await {
+                Ok(true) => {}
+                Ok(false) if self.input.is_empty() => return Next::Done,
+                Ok(false) => {
+                    return Next::Fail(Response::error(400, "connection closed mid-request"))
+                }
+                Err(Timeout::Quiet) => return Next::Done,
+                Err(Timeout::Request) => {
+                    let secs = self.config.head_timeout.as_secs_f64();
+                    return Next::Fail(Response::error(
+                        408,
+                        format_args!("request not received within {secs} s"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Reads once; `Ok(false)` on EOF or a socket error.
+    async fn read_more(&mut self) -> Result<bool, Timeout> {
+        let (deadline, on_timeout) = self.read_deadline();
+        let len = self.input.len();
+        self.input.resize(len + READ_CHUNK, 0);
+        let read = smol::future::or(
+            async { Some(self.stream.read(&mut self.input[len..]).await) },
+            async {
+                Timer::at(deadline).await;
+                None
+            },
+        )
+        .await;
+        let n = match read {
+            Some(Ok(n)) => n,
+            Some(Err(_)) => 0,
+            None => {
+                self.input.truncate(len);
+                return Err(on_timeout);
+            }
+        };
+        self.input.truncate(len + n);
+        if n > 0 && self.started.is_none() {
+            self.started = Some(Instant::now());
+        }
+        Ok(n > 0)
+    }
+
+    /// Between requests the idle timeout applies (head timeout before the first); within one, the
+    /// head timeout counted from its first byte.
+    fn read_deadline(&self) -> (Instant, Timeout) {
+        let now = Instant::now();
+        match self.started {
+            Some(start) if !self.input.is_empty() => {
+                (start + self.config.head_timeout, Timeout::Request)
+            }
+            _ if self.served == 0 => (now + self.config.head_timeout, Timeout::Quiet),
+            _ => (now + self.config.idle_timeout, Timeout::Quiet),
+        }
+    }
+
+    /// Writes queued output; false when the peer is gone or too slow.
+    async fn flush(&mut self) -> bool {
+        if self.output.is_empty() {
+            return true;
+        }
+        let written = with_timeout(
+            self.config.write_timeout,
+            self.stream.write_all(&self.output),
+        )
+        .await;
+        self.output.clear();
+        matches!(written, Some(Ok(())))
+    }
+
+    /// Stops sending and drains what the peer still sends, briefly, so it reads our error reply.
+    async fn linger(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        let mut sink = [0u8; 1024];
+        let mut drained = 0;
+        let deadline = Instant::now() + LINGER;
+        while drained < LINGER_BYTES {
+            let read = smol::future::or(async { Some(self.stream.read(&mut sink).await) }, async {
+                Timer::at(deadline).await;
+                None
+            });
+            match read.await {
+                Some(Ok(n)) if n > 0 => drained += n,
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Which kind of read deadline passed.
+enum Timeout {
+    /// No request in progress: close without a reply.
+    Quiet,
+    /// A request was half received: 408.
+    Request,
+}
+
+/// Runs `fut` for at most `limit`; `None` when time ran out.
+pub async fn with_timeout<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    smol::future::or(async { Some(fut.await) }, async {
+        Timer::after(limit).await;
+        None
+    })
+    .await
+}

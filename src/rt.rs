@@ -1,0 +1,47 @@
+//! The async runtime: one shared smol executor driven by a small pool of threads.
+//!
+//! smol's global executor runs on one thread unless `SMOL_THREADS` says otherwise; a registry wants every
+//! core for lookups, so `mini` keeps its own executor and decides the thread count itself.
+
+use smol::Executor;
+use std::future::Future;
+use std::sync::Once;
+
+static EXECUTOR: Executor<'static> = Executor::new();
+static START: Once = Once::new();
+
+/// Spawns a task on the shared executor.
+///
+/// ```
+/// let task = mini::rt::spawn(async { 1 + 1 });
+/// assert_eq!(mini::rt::block_on(task), 2);
+/// ```
+pub fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> smol::Task<T> {
+    EXECUTOR.spawn(future)
+}
+
+/// Runs `future` to completion on this thread while the executor's worker threads run spawned tasks.
+///
+/// The first call starts `threads() - 1` workers; this thread is the last one while it waits.
+pub fn block_on<T>(future: impl Future<Output = T>) -> T {
+    START.call_once(|| {
+        for i in 1..threads() {
+            let spawned = std::thread::Builder::new()
+                .name(format!("mini-{i}"))
+                .spawn(|| smol::block_on(EXECUTOR.run(smol::future::pending::<()>())));
+            if let Err(e) = spawned {
+                eprintln!("mini: could not start worker thread: {e}");
+            }
+        }
+    });
+    smol::block_on(EXECUTOR.run(future))
+}
+
+/// Worker threads: `MINI_THREADS` when set, else one per core.
+pub fn threads() -> usize {
+    std::env::var("MINI_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
