@@ -1,7 +1,19 @@
-//! `mini`: a small service registry, a demo adder service and a client.
+//! `mini`: a small service registry, a demo adder service and a client, on our own HTTP/1.1 layer.
+//!
+//! - [`registry`]: instances register and renew leases; the registry probes them and hands out a random
+//!   healthy one per lookup.
+//! - [`adder`]: the demo service (`GET /Add/{a}/{b}`), which heartbeats to the registry.
+//! - [`client`]: asks the registry, calls an adder, and moves on to another when one fails.
+//! - [`http`]: the HTTP/1.1 server and client they all speak through.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod adder;
+pub mod addr;
+pub mod client;
+pub mod duration;
 pub mod http;
+pub mod json;
+pub mod log;
 pub mod registry;
 pub mod rt;

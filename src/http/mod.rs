@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+pub mod chunked;
 pub mod client;
 pub mod parse;
 pub mod response;

@@ -1,0 +1,275 @@
+//! The adder: the demo service. It adds two `i64`s over HTTP and keeps itself registered.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /Add/{a}/{b}` | `a + b` as decimal text (the original route) |
+//! | `GET /Add?a=&b=` | the same with query parameters |
+//! | `GET /aliveCheck` | 200 while serving (the registry's probe) |
+//! | `GET /health` | 200 while serving |
+//!
+//! Bad numbers and overflow answer 400 with the reason: the original wrapped silently.
+
+use crate::http::client::{Client, ClientConfig};
+use crate::http::router::Router;
+use crate::http::server::{self, ServerConfig};
+use crate::http::{Handler, Request, Response};
+use crate::log;
+use crate::registry::routes::DEFAULT_SERVICE;
+use async_net::TcpListener;
+use smol::stream::StreamExt;
+use smol::Timer;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Heartbeat period of the original design.
+pub const DEFAULT_BEAT: Duration = Duration::from_secs(5);
+/// Time the deregistration on shutdown may take before the adder exits anyway.
+pub const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Everything `mini adder` is told on its command line.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The registry's `HOST:PORT`.
+    pub registry: String,
+    /// The host this adder announces (and listens on).
+    pub host: String,
+    /// Heartbeat period.
+    pub beat: Duration,
+    /// Service name to register under.
+    pub service: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            registry: crate::registry::DEFAULT_LISTEN.to_string(),
+            host: "127.0.0.1".to_string(),
+            beat: DEFAULT_BEAT,
+            service: DEFAULT_SERVICE.to_string(),
+        }
+    }
+}
+
+/// Why a sum was refused; each is a 400 with this text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddError {
+    /// An operand is not a decimal `i64`.
+    NotANumber(String),
+    /// The sum does not fit in an `i64`.
+    Overflow(i64, i64),
+}
+
+impl std::fmt::Display for AddError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddError::NotANumber(s) => {
+                let shown: String = s.chars().take(40).filter(|c| !c.is_control()).collect();
+                write!(
+                    f,
+                    "{shown:?} is not an integer from -9223372036854775808 to 9223372036854775807"
+                )
+            }
+            AddError::Overflow(a, b) => write!(f, "{a} + {b} overflows a 64-bit integer"),
+        }
+    }
+}
+
+impl std::error::Error for AddError {}
+
+/// Adds two decimal operands, refusing what is not an `i64` and sums that overflow.
+///
+/// ```
+/// use mini::adder::add;
+/// assert_eq!(add("5", "-6"), Ok(-1));
+/// assert!(add("9223372036854775807", "1").is_err());
+/// assert!(add("five", "6").is_err());
+/// ```
+pub fn add(a: &str, b: &str) -> Result<i64, AddError> {
+    let parse = |s: &str| {
+        s.parse::<i64>()
+            .map_err(|_| AddError::NotANumber(s.to_string()))
+    };
+    let (x, y) = (parse(a)?, parse(b)?);
+    x.checked_add(y).ok_or(AddError::Overflow(x, y))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    AddPath,
+    AddQuery,
+    Alive,
+}
+
+/// The adder's request handler.
+pub struct Routes {
+    router: Router<Route>,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes {
+            router: Router::new(&[
+                ("GET", "/Add/{}/{}", Route::AddPath),
+                ("GET", "/Add", Route::AddQuery),
+                ("GET", "/aliveCheck", Route::Alive),
+                ("GET", "/health", Route::Alive),
+            ]),
+        }
+    }
+}
+
+impl Routes {
+    /// Answers one request.
+    pub fn answer(&self, req: &Request) -> Response {
+        let (route, params) = match self.router.find(&req.method, &req.segments) {
+            Ok(found) => found,
+            Err(miss) => return miss.response(&req.method, req.path()),
+        };
+        let operands = match (route, params.as_slice()) {
+            (Route::Alive, _) => return Response::text(200, "ok\n"),
+            (Route::AddPath, [a, b]) => (*a, *b),
+            (_, _) => match (req.query("a"), req.query("b")) {
+                (Some(a), Some(b)) => (a, b),
+                _ => return Response::error(400, "need a and b: /Add/{a}/{b} or /Add?a=&b="),
+            },
+        };
+        match add(operands.0, operands.1) {
+            Ok(sum) => Response::text(200, sum.to_string()),
+            Err(e) => Response::error(400, e),
+        }
+    }
+}
+
+impl Handler for Routes {
+    async fn handle(&self, req: Request) -> Response {
+        self.answer(&req)
+    }
+}
+
+/// Serves on `listener`, heartbeats to the registry, and on SIGINT or SIGTERM deregisters and returns.
+///
+/// ```no_run
+/// mini::rt::block_on(async {
+///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
+///     mini::adder::run(listener, mini::adder::Config::default()).await
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub async fn run(listener: TcpListener, config: Config) -> std::io::Result<()> {
+    let port = listener.local_addr()?.port();
+    let me = format!("{}:{port}", config.host);
+    let signals =
+        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])?;
+    let routes = Arc::new(Routes::default());
+    crate::rt::spawn(server::serve(listener, routes, ServerConfig::default())).detach();
+    let client = Client::new(ClientConfig::default());
+    let beats = crate::rt::spawn(heartbeat(client.clone(), config.clone(), me.clone()));
+    let mut signals = signals;
+    let name = match signals.next().await {
+        Some(Ok(async_signal::Signal::Int)) => "SIGINT",
+        _ => "SIGTERM",
+    };
+    log::line("adder", format_args!("{me} got {name}; deregistering"));
+    beats.cancel().await;
+    deregister(&client, &config, &me).await;
+    Ok(())
+}
+
+/// The original heartbeat path: `POST /registerList?ip=ME`, plus `&service=` when not `add`.
+pub fn heartbeat_target(me: &str, service: &str) -> String {
+    if service == DEFAULT_SERVICE {
+        format!("/registerList?ip={me}")
+    } else {
+        format!("/registerList?ip={me}&service={service}")
+    }
+}
+
+/// Beats at start and every `config.beat`; failures are logged once per outage, never fatal.
+async fn heartbeat(client: Client, config: Config, me: String) {
+    let target = heartbeat_target(&me, &config.service);
+    let mut ticks = Timer::interval(config.beat);
+    let mut ok = None;
+    loop {
+        let result = client.post(&config.registry, &target, b"").await;
+        let now_ok = matches!(&result, Ok(r) if r.status == 200);
+        if ok != Some(now_ok) {
+            match &result {
+                Ok(r) if r.status == 200 => log::line(
+                    "adder",
+                    format_args!("{me} registered with {}", config.registry),
+                ),
+                Ok(r) => log::line(
+                    "adder",
+                    format_args!(
+                        "{me}: registry refused the heartbeat: {} {}",
+                        r.status,
+                        r.text().trim_end()
+                    ),
+                ),
+                Err(e) => log::line(
+                    "adder",
+                    format_args!(
+                        "{me}: registry {} unreachable ({e}); retrying every {:?}",
+                        config.registry, config.beat
+                    ),
+                ),
+            }
+            ok = Some(now_ok);
+        }
+        ticks.next().await;
+    }
+}
+
+async fn deregister(client: &Client, config: &Config, me: &str) {
+    let target = format!("/v1/services/{}/{me}", config.service);
+    let req = crate::http::client::Request {
+        method: "DELETE",
+        addr: &config.registry,
+        target: &target,
+        headers: &[],
+        body: b"",
+    };
+    match server::with_timeout(DEREGISTER_TIMEOUT, client.request(&req)).await {
+        Some(Ok(r)) if r.status == 200 => log::line("adder", format_args!("{me} deregistered")),
+        Some(Ok(r)) => log::line(
+            "adder",
+            format_args!("{me}: deregistration answered {}", r.status),
+        ),
+        Some(Err(e)) => log::line("adder", format_args!("{me}: deregistration failed: {e}")),
+        None => log::line("adder", format_args!("{me}: deregistration timed out")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_and_refuses() {
+        assert_eq!(add("-9223372036854775808", "0"), Ok(i64::MIN));
+        assert_eq!(add("+5", "6"), Ok(11));
+        assert_eq!(add("1", "-9223372036854775808").unwrap(), i64::MIN + 1);
+        assert_eq!(
+            add("-1", "-9223372036854775808"),
+            Err(AddError::Overflow(-1, i64::MIN))
+        );
+        assert!(matches!(add("", "1"), Err(AddError::NotANumber(_))));
+        assert!(matches!(add("1.5", "1"), Err(AddError::NotANumber(_))));
+        assert!(matches!(
+            add("99999999999999999999", "1"),
+            Err(AddError::NotANumber(_))
+        ));
+    }
+
+    #[test]
+    fn heartbeat_keeps_the_original_shape() {
+        assert_eq!(
+            heartbeat_target("127.0.0.1:1111", "add"),
+            "/registerList?ip=127.0.0.1:1111"
+        );
+        assert_eq!(
+            heartbeat_target("h:1", "mul"),
+            "/registerList?ip=h:1&service=mul"
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! Durations on the command line: `5s`, `200ms`, `2m`, or a bare number of seconds.
+
+use std::time::Duration;
+
+/// Parses a flag value such as `5s`, `250ms`, `1m` or `3` (seconds); zero is refused.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(mini::duration::parse("250ms"), Ok(Duration::from_millis(250)));
+/// assert_eq!(mini::duration::parse("2"), Ok(Duration::from_secs(2)));
+/// assert!(mini::duration::parse("soon").is_err());
+/// ```
+pub fn parse(value: &str) -> Result<Duration, String> {
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{value:?} is not a duration (try 5s, 250ms or 1m)"))?;
+    let d = match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(format!("{value:?} has an unknown unit (use ms, s or m)")),
+    };
+    if d.is_zero() {
+        return Err(format!("{value:?} must be greater than zero"));
+    }
+    if d > MAX {
+        return Err(format!("{value:?} is longer than a day"));
+    }
+    Ok(d)
+}
+
+/// Longest accepted duration: a day is already absurd for any timer here.
+pub const MAX: Duration = Duration::from_secs(24 * 3600);
+
+/// Formats a duration the way [`parse`] reads it, in milliseconds when below a second.
+///
+/// ```
+/// assert_eq!(mini::duration::show(std::time::Duration::from_millis(1500)), "1.5s");
+/// ```
+pub fn show(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_zero_negative_and_huge() {
+        assert!(parse("0s").is_err());
+        assert!(parse("-1s").is_err());
+        assert!(parse("").is_err());
+        assert!(parse("99999999999999999999s").is_err());
+        assert!(parse("2d").is_err());
+        assert!(parse("100000m").is_err());
+        assert_eq!(parse("1m"), Ok(Duration::from_secs(60)));
+    }
+}

@@ -1,0 +1,16 @@
+//! One-line diagnostics on stderr, each stamped with the wall-clock time of day (UTC).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Prints `role: message` on stderr with a `HH:MM:SS.mmm` stamp.
+///
+/// ```
+/// mini::log::line("registry", format_args!("listening on {}", "127.0.0.1:6666"));
+/// ```
+pub fn line(role: &str, message: std::fmt::Arguments<'_>) {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() % 86_400_000);
+    let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    eprintln!("{h:02}:{m:02}:{s:02}.{milli:03} {role}: {message}");
+}
