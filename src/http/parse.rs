@@ -179,7 +179,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ParseError> {
         Err(e) => return Err(ParseError::Malformed(malformed_reason(e))),
     };
     if len > MAX_HEAD_BYTES {
-        return Err(ParseError::HeadTooLarge);
+        return Err(too_long(buf));
     }
     let version = match req.version {
         Some(0) => Version::Http10,
@@ -202,10 +202,17 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ParseError> {
 fn partial(buf: &[u8]) -> Result<Option<Head>, ParseError> {
     if buf.len() < MAX_HEAD_BYTES {
         Ok(None)
-    } else if !buf[..MAX_HEAD_BYTES].contains(&b'\n') {
-        Err(ParseError::TargetTooLong)
     } else {
-        Err(ParseError::HeadTooLarge)
+        Err(too_long(buf))
+    }
+}
+
+/// Which part of a head past the limit is too long: the request line alone (414) or the head (431).
+fn too_long(buf: &[u8]) -> ParseError {
+    if !buf[..MAX_HEAD_BYTES].contains(&b'\n') {
+        ParseError::TargetTooLong
+    } else {
+        ParseError::HeadTooLarge
     }
 }
 
@@ -399,6 +406,11 @@ mod tests {
         assert_eq!(parse(&long_target).err(), Some(ParseError::TargetTooLong));
         let long_header = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_HEAD_BYTES));
         assert_eq!(parse(&long_header).err(), Some(ParseError::HeadTooLarge));
+        // Whole heads too, whichever way the bytes were split into reads.
+        let complete = format!("{long_target}Host: x\r\n\r\n");
+        assert_eq!(parse(&complete).err(), Some(ParseError::TargetTooLong));
+        let complete = format!("{long_header}\r\n");
+        assert_eq!(parse(&complete).err(), Some(ParseError::HeadTooLarge));
         let many: String = (0..=MAX_HEADERS).map(|i| format!("H{i}: v\r\n")).collect();
         let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
         assert_eq!(parse(&raw).err(), Some(ParseError::TooManyHeaders));

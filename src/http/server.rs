@@ -236,6 +236,11 @@ impl Connection {
 
     /// Reads once; `Ok(false)` on EOF or a socket error.
     async fn read_more(&mut self) -> Result<bool, Timeout> {
+        if self.started.is_none() && !self.input.is_empty() {
+            // Part of a pipelined request came with the previous one: it has begun, so the head
+            // timeout (and a 408) applies to it, not the idle timeout.
+            self.started = Some(Instant::now());
+        }
         let (deadline, on_timeout) = self.read_deadline();
         let len = self.input.len();
         self.input.resize(len + READ_CHUNK, 0);
