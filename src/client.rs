@@ -36,6 +36,8 @@ pub enum CallError {
     Rejected(String),
     /// Every lookup returned an address that had already failed.
     GaveUp {
+        /// The service asked for.
+        service: String,
         /// Addresses that failed during this call.
         failed: Vec<String>,
     },
@@ -59,9 +61,9 @@ impl fmt::Display for CallError {
             }
             CallError::Registry(status, body) => write!(f, "registry answered {status}: {body}"),
             CallError::Rejected(reason) => write!(f, "adder refused: {reason}"),
-            CallError::GaveUp { failed } => write!(
+            CallError::GaveUp { service, failed } => write!(
                 f,
-                "gave up after {MAX_LOOKUPS} lookups; failed instances: {}",
+                "no {service} instance answered: every one the registry offered in {MAX_LOOKUPS} lookups failed ({})",
                 failed.join(", ")
             ),
         }
@@ -141,7 +143,10 @@ impl Caller {
                 }
             }
         }
-        Err(CallError::GaveUp { failed })
+        Err(CallError::GaveUp {
+            service: self.service.clone(),
+            failed,
+        })
     }
 
     async fn lookup(&self, failed: &[String]) -> Result<String, CallError> {

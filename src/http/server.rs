@@ -183,23 +183,29 @@ impl Connection {
                     resp.encode(keep, http10, &mut self.output);
                     self.served += 1;
                     if !keep {
-                        break;
+                        return self.close().await;
                     }
                     if self.output.len() >= MAX_PENDING_OUT && !self.flush().await {
                         return;
                     }
                 }
-                Next::Done => break,
+                Next::Done => {
+                    self.flush().await;
+                    return;
+                }
                 Next::Fail(resp) => {
                     resp.encode(false, false, &mut self.output);
-                    if self.flush().await {
-                        self.linger().await;
-                    }
-                    return;
+                    return self.close().await;
                 }
             }
         }
-        self.flush().await;
+    }
+
+    /// Sends what is queued, then closes gracefully so the peer reads it rather than a reset.
+    async fn close(&mut self) {
+        if self.flush().await {
+            self.linger().await;
+        }
     }
 
     async fn next_request(&mut self) -> Next {

@@ -1,0 +1,179 @@
+//! The demo's promises with real processes: adders share calls, killed adders leave the rotation
+//! within a probe interval, and the client never fails a call while a live adder remains.
+
+mod common;
+
+use common::procs::{client, eventually, get, healthy, listed, Proc};
+use std::collections::BTreeMap;
+
+/// Fast timings so a test takes a second, not a minute.
+const FAST: &[&str] = &[
+    "--probe-interval",
+    "200ms",
+    "--probe-timeout",
+    "500ms",
+    "--ttl",
+    "2s",
+];
+
+fn cluster(adders: usize, registry_flags: &[&str]) -> (Proc, Vec<Proc>) {
+    let reg = Proc::registry(registry_flags);
+    let adders: Vec<Proc> = (0..adders).map(|_| Proc::adder(&reg.addr)).collect();
+    eventually("every adder is registered and healthy", || {
+        healthy(&reg.addr).len() == adders.len()
+    });
+    (reg, adders)
+}
+
+/// Parses the `ADDR served N` lines of `--repeat` and the failed count.
+fn tally(stderr: &str) -> (BTreeMap<String, u64>, u64) {
+    let mut served = BTreeMap::new();
+    let mut failed = None;
+    for line in stderr.lines() {
+        if let Some((addr, n)) = line.split_once(" served ") {
+            served.insert(addr.to_string(), n.trim().parse().expect("count"));
+        }
+        if let Some(n) = line.strip_prefix("failed calls: ") {
+            failed = Some(n.trim().parse().expect("failed count"));
+        }
+    }
+    (served, failed.expect("a failed-calls line"))
+}
+
+#[test]
+fn five_adders_share_two_hundred_calls() {
+    let (reg, adders) = cluster(5, FAST);
+    let out = client(&["5", "6", "--registry", &reg.addr, "--repeat", "200"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "11\n");
+    let (served, failed) = tally(&stderr);
+    assert_eq!(failed, 0);
+    assert_eq!(served.values().sum::<u64>(), 200);
+    assert!(served.len() >= 4, "only {served:?} served");
+    for addr in served.keys() {
+        assert!(
+            adders.iter().any(|a| &a.addr == addr),
+            "{addr} is not one of ours"
+        );
+    }
+}
+
+#[test]
+fn killed_adders_leave_the_rotation_and_no_call_fails() {
+    let (reg, mut adders) = cluster(5, FAST);
+    let dead: Vec<String> = adders[..2].iter().map(|a| a.addr.clone()).collect();
+    adders[0].kill();
+    adders[1].kill();
+    // Calls made right after the kill, before any probe, still all succeed (the client moves on).
+    let out = client(&["5", "6", "--registry", &reg.addr, "--repeat", "100"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(tally(&stderr).1, 0);
+    // After a probe interval the dead ones are excluded and no pick returns them.
+    eventually("both dead adders are excluded", || {
+        let h = healthy(&reg.addr);
+        h.len() == 3 && dead.iter().all(|d| !h.contains(d))
+    });
+    for _ in 0..200 {
+        let (status, addr) = get(&reg.addr, "/serviceAddr?queryParam=add");
+        assert_eq!(status, 200);
+        assert!(!dead.contains(&addr), "picked dead {addr}");
+    }
+    let out = client(&["5", "6", "--registry", &reg.addr, "--repeat", "100"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let (served, failed) = tally(&stderr);
+    assert_eq!(failed, 0);
+    assert_eq!(served.len(), 3, "{served:?}");
+    assert!(
+        !stderr.contains("asking the registry again"),
+        "a dead adder was handed out: {stderr}"
+    );
+}
+
+#[test]
+fn an_adder_that_dies_after_the_lookup_is_retried_elsewhere() {
+    // Probes every minute: the registry keeps handing out the dead adder, as in the window between a
+    // lookup and the call in the original design.
+    let (reg, mut adders) = cluster(2, &["--probe-interval", "60s"]);
+    let dead = adders[0].addr.clone();
+    let alive = adders[1].addr.clone();
+    adders[0].kill();
+    let out = client(&["2", "3", "--registry", &reg.addr, "--repeat", "40"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let (served, failed) = tally(&stderr);
+    assert_eq!(failed, 0);
+    assert_eq!(served.keys().collect::<Vec<_>>(), [&alive]);
+    assert!(
+        stderr.contains(&format!("{dead} failed")),
+        "the dead adder was never tried: {stderr}"
+    );
+}
+
+#[test]
+fn all_adders_dead_is_a_clear_error() {
+    let (reg, mut adders) = cluster(2, FAST);
+    for a in &mut adders {
+        a.kill();
+    }
+    eventually("both are excluded", || healthy(&reg.addr).is_empty());
+    let out = client(&["5", "6", "--registry", &reg.addr]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no add instance available"), "{stderr}");
+}
+
+#[test]
+fn all_adders_dead_but_still_listed_ends_with_a_clear_error() {
+    let (reg, mut adders) = cluster(2, &["--probe-interval", "60s"]);
+    for a in &mut adders {
+        a.kill();
+    }
+    let out = client(&["5", "6", "--registry", &reg.addr]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no add instance answered"), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_registry_is_named() {
+    let reg = Proc::registry(FAST);
+    let addr = reg.addr.clone();
+    drop(reg);
+    let out = client(&["5", "6", "--registry", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("registry {addr} unreachable")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sigterm_deregisters_the_adder() {
+    // Long lease and no probes: only the deregistration can remove it quickly.
+    let (reg, mut adders) = cluster(2, &["--probe-interval", "60s", "--ttl", "60s"]);
+    let leaving = adders[0].addr.clone();
+    let status = adders[0].terminate();
+    assert!(status.success(), "adder exited with {status}");
+    assert!(!listed(&reg.addr).contains(&leaving));
+    assert_eq!(listed(&reg.addr), [adders[1].addr.clone()]);
+    assert!(reg.logged(&format!("{leaving} deregistered")));
+}
+
+#[test]
+fn a_restarted_registry_knows_the_adders_again_within_a_beat() {
+    let reg = Proc::registry(FAST);
+    let addr = reg.addr.clone();
+    let adders: Vec<Proc> = (0..3).map(|_| Proc::adder(&addr)).collect();
+    eventually("registered", || healthy(&addr).len() == 3);
+    drop(reg);
+    let _again = Proc::start(&["registry", "--listen", &addr, "--probe-interval", "200ms"]);
+    eventually("all three beat into the new registry", || {
+        healthy(&addr).len() == 3
+    });
+    drop(adders);
+}
