@@ -37,6 +37,8 @@ pub struct Config {
     pub beat: Duration,
     /// Service name to register under.
     pub service: String,
+    /// The registry's token, sent as `Authorization: Bearer` on heartbeats and deregistration.
+    pub token: Option<String>,
 }
 
 impl Default for Config {
@@ -46,6 +48,7 @@ impl Default for Config {
             host: "127.0.0.1".to_string(),
             beat: DEFAULT_BEAT,
             service: DEFAULT_SERVICE.to_string(),
+            token: None,
         }
     }
 }
@@ -187,10 +190,19 @@ pub fn heartbeat_target(me: &str, service: &str) -> String {
 /// Beats at start and every `config.beat`; failures are logged once per outage, never fatal.
 async fn heartbeat(client: Client, config: Config, me: String) {
     let target = heartbeat_target(&me, &config.service);
+    let bearer = bearer(config.token.as_deref());
+    let headers = auth_headers(&bearer);
+    let beat = crate::http::client::Request {
+        method: "POST",
+        addr: &config.registry,
+        target: &target,
+        headers: &headers,
+        body: b"",
+    };
     let mut ticks = Timer::interval(config.beat);
     let mut ok = None;
     loop {
-        let result = client.post(&config.registry, &target, b"").await;
+        let result = client.request(&beat).await;
         let now_ok = matches!(&result, Ok(r) if r.status == 200);
         if ok != Some(now_ok) {
             match &result {
@@ -220,13 +232,28 @@ async fn heartbeat(client: Client, config: Config, me: String) {
     }
 }
 
+/// The `Authorization` value for the configured token, if any.
+pub fn bearer(token: Option<&str>) -> Option<String> {
+    token.map(|t| format!("Bearer {t}"))
+}
+
+/// Headers carrying `bearer`, in the shape the HTTP client takes.
+pub fn auth_headers(bearer: &Option<String>) -> Vec<(&'static str, &str)> {
+    bearer
+        .iter()
+        .map(|v| ("Authorization", v.as_str()))
+        .collect()
+}
+
 async fn deregister(client: &Client, config: &Config, me: &str) {
     let target = format!("/v1/services/{}/{me}", config.service);
+    let bearer = bearer(config.token.as_deref());
+    let headers = auth_headers(&bearer);
     let req = crate::http::client::Request {
         method: "DELETE",
         addr: &config.registry,
         target: &target,
-        headers: &[],
+        headers: &headers,
         body: b"",
     };
     match server::with_timeout(DEREGISTER_TIMEOUT, client.request(&req)).await {

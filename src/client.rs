@@ -5,7 +5,7 @@
 //! there is no instance (the original looped forever on some answers), and it is bounded by
 //! [`MAX_LOOKUPS`] however the registry answers.
 
-use crate::http::client::{Client, ClientConfig, ClientError};
+use crate::http::client::{Client, ClientConfig, ClientError, Request};
 use crate::registry::routes::NO_SERVICE_BODY;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -98,6 +98,7 @@ pub struct Caller {
     http: Client,
     registry: String,
     service: String,
+    bearer: Option<String>,
 }
 
 /// What one attempt at an adder came to.
@@ -120,7 +121,14 @@ impl Caller {
             http,
             registry: registry.to_string(),
             service: service.to_string(),
+            bearer: None,
         }
+    }
+
+    /// Sends `token` on lookups, for a registry started with `--token-reads`.
+    pub fn with_token(mut self, token: Option<&str>) -> Caller {
+        self.bearer = crate::adder::bearer(token);
+        self
     }
 
     /// Computes `a + b` on some adder, moving on from adders that fail.
@@ -151,9 +159,17 @@ impl Caller {
 
     async fn lookup(&self, failed: &[String]) -> Result<String, CallError> {
         let target = format!("/serviceAddr?queryParam={}", self.service);
+        let headers = crate::adder::auth_headers(&self.bearer);
+        let req = Request {
+            method: "GET",
+            addr: &self.registry,
+            target: &target,
+            headers: &headers,
+            body: b"",
+        };
         let resp = self
             .http
-            .get(&self.registry, &target)
+            .request(&req)
             .await
             .map_err(|e| CallError::RegistryUnreachable(self.registry.clone(), e))?;
         let body = resp.text();

@@ -50,6 +50,12 @@ struct RegistryArgs {
         from_str_fn(duration::parse)
     )]
     ttl: Duration,
+    /// token that registering, renewing and deregistering need (or MINI_TOKEN)
+    #[argh(option)]
+    token: Option<String>,
+    /// require the token for lookups and listings too
+    #[argh(switch)]
+    token_reads: bool,
 }
 
 /// Run an adder on PORT (0 picks a free one) and keep it registered.
@@ -71,6 +77,9 @@ struct AdderArgs {
     /// service name to register under (default add)
     #[argh(option, default = "String::from(\"add\")")]
     service: String,
+    /// the registry's token (or MINI_TOKEN)
+    #[argh(option)]
+    token: Option<String>,
 }
 
 /// Ask the registry for an adder and print A + B.
@@ -92,6 +101,9 @@ struct ClientArgs {
     /// make N calls and report on stderr how many each instance served
     #[argh(option, default = "1")]
     repeat: u32,
+    /// the registry's token, for a registry with --token-reads (or MINI_TOKEN)
+    #[argh(option)]
+    token: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -114,7 +126,7 @@ fn main() -> ExitCode {
 }
 
 /// Client options that take a value, so their value is not mistaken for an operand.
-const CLIENT_VALUE_OPTIONS: &[&str] = &["--registry", "--service", "--repeat"];
+const CLIENT_VALUE_OPTIONS: &[&str] = &["--registry", "--service", "--repeat", "--token"];
 
 /// `mini client -5 6` means the numbers: move operands behind a `--` so argh does not read `-5` as a flag.
 fn negative_numbers_as_positionals(args: Vec<String>) -> Vec<String> {
@@ -155,8 +167,29 @@ fn runtime_error(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// The token from the flag, else from `MINI_TOKEN`; it must be printable ASCII without spaces.
+fn token(flag: Option<String>) -> Result<Option<String>, ExitCode> {
+    let token = flag
+        .or_else(|| std::env::var("MINI_TOKEN").ok())
+        .filter(|t| !t.is_empty());
+    match &token {
+        Some(t) if !t.bytes().all(|b| b.is_ascii_graphic()) => Err(usage_error(
+            "--token must be printable ASCII without spaces",
+        )),
+        _ => Ok(token),
+    }
+}
+
 fn run_registry(a: RegistryArgs) -> ExitCode {
+    let token = match token(a.token) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     let config = registry::Config {
+        access: registry::auth::Access {
+            token,
+            reads: a.token_reads,
+        },
         listen: a.listen,
         probe_interval: a.probe_interval,
         probe_timeout: a.probe_timeout,
@@ -172,6 +205,12 @@ fn run_registry(a: RegistryArgs) -> ExitCode {
         };
         if let Ok(addr) = listener.local_addr() {
             mini::log::line("registry", format_args!("listening on {addr}"));
+            if !addr.ip().is_loopback() && config.access.token.is_none() {
+                mini::log::line(
+                    "registry",
+                    format_args!("WARNING: listening beyond loopback with no --token: anyone who reaches {addr} can register any address and steer every client"),
+                );
+            }
         }
         registry::run(listener, config).await;
         ExitCode::SUCCESS
@@ -188,11 +227,16 @@ fn run_adder(a: AdderArgs) -> ExitCode {
             a.service
         ));
     }
+    let token = match token(a.token) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     let config = adder::Config {
         registry: a.registry,
         host: a.host,
         beat: a.beat,
         service: a.service,
+        token,
     };
     let bind = format!("{}:{}", config.host, a.port);
     mini::rt::block_on(async {
@@ -228,7 +272,11 @@ fn run_client(a: ClientArgs) -> ExitCode {
     if a.repeat == 0 {
         return usage_error("--repeat must be at least 1");
     }
-    let caller = client::Caller::new(&a.registry, &a.service);
+    let token = match token(a.token) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let caller = client::Caller::new(&a.registry, &a.service).with_token(token.as_deref());
     mini::rt::block_on(async {
         if a.repeat == 1 {
             return match caller.add(x, y).await {

@@ -4,6 +4,7 @@
 //! The state never sees a socket and the loops never hold the lock across an await: each loop takes a
 //! snapshot or applies a result under the lock, and does all waiting outside it.
 
+pub mod auth;
 pub mod probe;
 pub mod routes;
 pub mod state;
@@ -40,6 +41,8 @@ pub struct Config {
     pub limits: Limits,
     /// HTTP server timeouts and connection cap.
     pub server: ServerConfig,
+    /// Who may register (and read).
+    pub access: auth::Access,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             ttl: DEFAULT_TTL,
             limits: Limits::default(),
             server: ServerConfig::default(),
+            access: auth::Access::default(),
         }
     }
 }

@@ -10,9 +10,12 @@
 //! | `GET /v1/services/{service}` | instances with health, beat, probe and lease |
 //! | `GET /health` | 200 while the registry runs |
 //!
+//! With `--token`, the writes need it (see [`super::auth`]).
+//!
 //! Listings are plain text unless the caller asks for JSON (`Accept: application/json` or
 //! `?format=json`).
 
+use super::auth::Kind;
 use super::state::{Instance, RegisterError, Registered, ServiceSummary};
 use super::{Shared, MAX_TTL};
 use crate::http::router::Router;
@@ -35,6 +38,17 @@ enum Route {
     Services,
     Service,
     Health,
+}
+
+impl Route {
+    /// What the access check guards; `None` for routes that are always open.
+    fn access(self) -> Option<Kind> {
+        match self {
+            Route::RegisterList | Route::Put | Route::Delete => Some(Kind::Write),
+            Route::ServiceAddr | Route::Services | Route::Service => Some(Kind::Read),
+            Route::Health => None,
+        }
+    }
 }
 
 const TABLE: &[(&str, &str, Route)] = &[
@@ -68,6 +82,11 @@ impl Routes {
             Ok(found) => found,
             Err(miss) => return miss.response(&req.method, req.path()),
         };
+        if let Some(kind) = route.access() {
+            if let Err(denied) = self.shared.config.access.check(req, kind) {
+                return denied;
+            }
+        }
         match (route, params.as_slice()) {
             (Route::RegisterList, _) => self.register_list(req),
             (Route::ServiceAddr, _) => self.service_addr(req),
