@@ -1,8 +1,10 @@
 //! The timers: probe every instance each interval, and sweep expired leases.
 //!
-//! A probe round snapshots the targets under the lock, then probes them concurrently (at most
-//! [`PROBE_CONCURRENCY`] at once) with the lock released, and records each result the moment it
-//! arrives, so a dead instance is excluded as soon as its probe fails rather than at the end of a round.
+//! Each probe interval is cut into [`PROBE_SLOTS`] slots and every instance has a fixed, randomly
+//! keyed slot, so probes are spread over the interval and each instance is probed once per interval.
+//! A slot snapshots its targets under the lock, probes them concurrently (at most
+//! [`PROBE_CONCURRENCY`] in flight overall) with the lock released, and records each result the moment
+//! it arrives, so a dead instance is excluded as soon as its probe fails.
 
 use super::Shared;
 use crate::http::client::{Client, ClientConfig};
@@ -11,6 +13,7 @@ use crate::registry::state::Target;
 use smol::lock::Semaphore;
 use smol::stream::StreamExt;
 use smol::Timer;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,23 +24,61 @@ pub const ALIVE_PATH: &str = "/aliveCheck";
 /// Shortest and longest time between two sweeps of expired leases (a quarter of the TTL in between).
 const SWEEP_BOUNDS: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
-/// Probes all instances every probe interval, forever.
+/// Each probe interval is cut into this many slots; every instance has one fixed slot, so 10 000
+/// instances are probed ~625 at a time instead of in one synchronized burst, yet each is still probed
+/// exactly once per interval.
+pub const PROBE_SLOTS: u32 = 16;
+/// Slots are never shorter than this (short test intervals get fewer slots).
+const MIN_SLOT: Duration = Duration::from_millis(10);
+
+/// Probes every instance once per probe interval, forever, spread over the interval.
 pub async fn probe_loop(shared: Arc<Shared>) {
     let timeout = shared.config.probe_timeout;
     let client = Client::new(ClientConfig {
         connect_timeout: timeout,
         request_timeout: timeout,
     });
-    let mut ticks = Timer::interval(shared.config.probe_interval);
+    let permits = Arc::new(Semaphore::new(PROBE_CONCURRENCY));
+    let interval = shared.config.probe_interval;
+    let slots = slot_count(interval);
+    // A key drawn per process: each instance's slot is random, and two registries do not probe in step.
+    let key = RandomState::new();
+    let mut ticks = Timer::interval(interval / slots);
+    let mut slot = 0;
     while ticks.next().await.is_some() {
-        probe_round(&shared, &client).await;
+        let targets: Vec<Target> = shared
+            .state()
+            .probe_targets()
+            .into_iter()
+            .filter(|t| key.hash_one(&t.addr) % u64::from(slots) == u64::from(slot))
+            .collect();
+        let batch = probe_batch(shared.clone(), client.clone(), permits.clone(), targets);
+        crate::rt::spawn(batch).detach();
+        slot = (slot + 1) % slots;
     }
 }
 
-/// One round: every instance probed once; returns when all probes have finished.
-pub async fn probe_round(shared: &Arc<Shared>, client: &Client) {
-    let targets = shared.state().probe_targets();
-    let permits = Arc::new(Semaphore::new(PROBE_CONCURRENCY));
+/// How many slots an interval is cut into.
+///
+/// ```
+/// use std::time::Duration;
+/// use mini::registry::probe::slot_count;
+/// assert_eq!(slot_count(Duration::from_secs(5)), 16);
+/// assert_eq!(slot_count(Duration::from_millis(50)), 5);
+/// assert_eq!(slot_count(Duration::from_millis(1)), 1);
+/// ```
+pub fn slot_count(interval: Duration) -> u32 {
+    let fit = interval.as_nanos() / MIN_SLOT.as_nanos();
+    (fit.min(u128::from(PROBE_SLOTS)) as u32).max(1)
+}
+
+/// Probes `targets` concurrently (bounded by the shared permits), recording each result as it comes.
+async fn probe_batch(
+    shared: Arc<Shared>,
+    client: Client,
+    permits: Arc<Semaphore>,
+    targets: Vec<Target>,
+) {
     let mut tasks = Vec::with_capacity(targets.len());
     for target in targets {
         let (shared, client, permits) = (shared.clone(), client.clone(), permits.clone());
