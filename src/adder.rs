@@ -14,12 +14,13 @@ use crate::http::router::Router;
 use crate::http::server::{self, ServerConfig};
 use crate::http::{Handler, Request, Response};
 use crate::log;
+use crate::metrics::{Counter, Exposition, HttpCounts};
 use crate::registry::routes::DEFAULT_SERVICE;
 use async_net::TcpListener;
 use smol::stream::StreamExt;
 use smol::Timer;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Heartbeat period of the original design.
 pub const DEFAULT_BEAT: Duration = Duration::from_secs(5);
@@ -39,6 +40,8 @@ pub struct Config {
     pub service: String,
     /// The registry's token, sent as `Authorization: Bearer` on heartbeats and deregistration.
     pub token: Option<String>,
+    /// An artificial delay before each sum (testing only: makes this adder slow).
+    pub delay: Option<Duration>,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             beat: DEFAULT_BEAT,
             service: DEFAULT_SERVICE.to_string(),
             token: None,
+            delay: None,
         }
     }
 }
@@ -101,11 +105,72 @@ enum Route {
     AddPath,
     AddQuery,
     Alive,
+    Metrics,
+}
+
+/// Route names for metrics, in the order of [`Route`]'s variants, then unmatched requests.
+const ROUTE_NAMES: &[&str] = &["add", "addQuery", "alive", "metrics", "unmatched"];
+const UNMATCHED: usize = ROUTE_NAMES.len() - 1;
+
+/// The adder's counters for `/metrics`.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Requests by route and status.
+    pub http: HttpCounts,
+    /// Heartbeats the registry accepted.
+    pub beats_ok: Counter,
+    /// Heartbeats that failed or were refused.
+    pub beats_failed: Counter,
+    started: Instant,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            http: HttpCounts::new(ROUTE_NAMES),
+            beats_ok: Counter::default(),
+            beats_failed: Counter::default(),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Metrics {
+    fn render(&self) -> String {
+        let mut page = Exposition::default();
+        self.http.render(&mut page, "mini");
+        page.family(
+            "mini_heartbeats_sent_total",
+            "Heartbeats sent to the registry, by result.",
+            "counter",
+        );
+        page.sample(
+            "mini_heartbeats_sent_total",
+            &[("result", "ok")],
+            self.beats_ok.get() as f64,
+        );
+        page.sample(
+            "mini_heartbeats_sent_total",
+            &[("result", "failed")],
+            self.beats_failed.get() as f64,
+        );
+        page.single(
+            "mini_uptime_seconds",
+            "Seconds since the adder started.",
+            "gauge",
+            self.started.elapsed().as_secs_f64(),
+        );
+        page.finish()
+    }
 }
 
 /// The adder's request handler.
 pub struct Routes {
     router: Router<Route>,
+    /// Counters, shared with the heartbeat loop.
+    pub metrics: Arc<Metrics>,
+    /// Added before each sum is answered: makes an adder artificially slow, for balancing tests.
+    pub delay: Option<Duration>,
 }
 
 impl Default for Routes {
@@ -116,35 +181,62 @@ impl Default for Routes {
                 ("GET", "/Add", Route::AddQuery),
                 ("GET", "/aliveCheck", Route::Alive),
                 ("GET", "/health", Route::Alive),
+                ("GET", "/metrics", Route::Metrics),
             ]),
+            metrics: Arc::default(),
+            delay: None,
         }
     }
 }
 
 impl Routes {
-    /// Answers one request.
+    /// Answers one request (without the artificial delay).
     pub fn answer(&self, req: &Request) -> Response {
+        let (route, resp) = self.route(req);
+        self.metrics
+            .http
+            .record(route.map_or(UNMATCHED, |r| r as usize), resp.status);
+        resp
+    }
+
+    fn route(&self, req: &Request) -> (Option<Route>, Response) {
         let (route, params) = match self.router.find(&req.method, &req.segments) {
             Ok(found) => found,
-            Err(miss) => return miss.response(&req.method, req.path()),
+            Err(miss) => return (None, miss.response(&req.method, req.path())),
         };
         let operands = match (route, params.as_slice()) {
-            (Route::Alive, _) => return Response::text(200, "ok\n"),
+            (Route::Alive, _) => return (Some(route), Response::text(200, "ok\n")),
+            (Route::Metrics, _) => {
+                let page = Response {
+                    content_type: crate::metrics::CONTENT_TYPE,
+                    ..Response::text(200, self.metrics.render())
+                };
+                return (Some(route), page);
+            }
             (Route::AddPath, [a, b]) => (*a, *b),
             (_, _) => match (req.query("a"), req.query("b")) {
                 (Some(a), Some(b)) => (a, b),
-                _ => return Response::error(400, "need a and b: /Add/{a}/{b} or /Add?a=&b="),
+                _ => {
+                    let resp = Response::error(400, "need a and b: /Add/{a}/{b} or /Add?a=&b=");
+                    return (Some(route), resp);
+                }
             },
         };
-        match add(operands.0, operands.1) {
+        let resp = match add(operands.0, operands.1) {
             Ok(sum) => Response::text(200, sum.to_string()),
             Err(e) => Response::error(400, e),
-        }
+        };
+        (Some(route), resp)
     }
 }
 
 impl Handler for Routes {
     async fn handle(&self, req: Request) -> Response {
+        if let Some(delay) = self.delay {
+            if req.segments.first().is_some_and(|s| s == "Add") {
+                Timer::after(delay).await;
+            }
+        }
         self.answer(&req)
     }
 }
@@ -163,10 +255,24 @@ pub async fn run(listener: TcpListener, config: Config) -> std::io::Result<()> {
     let me = format!("{}:{port}", config.host);
     let signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])?;
-    let routes = Arc::new(Routes::default());
-    crate::rt::spawn(server::serve(listener, routes, ServerConfig::default())).detach();
+    let routes = Routes {
+        delay: config.delay,
+        ..Routes::default()
+    };
+    let metrics = routes.metrics.clone();
+    crate::rt::spawn(server::serve(
+        listener,
+        Arc::new(routes),
+        ServerConfig::default(),
+    ))
+    .detach();
     let client = Client::new(ClientConfig::default());
-    let beats = crate::rt::spawn(heartbeat(client.clone(), config.clone(), me.clone()));
+    let beats = crate::rt::spawn(heartbeat(
+        client.clone(),
+        config.clone(),
+        me.clone(),
+        metrics,
+    ));
     let mut signals = signals;
     let name = match signals.next().await {
         Some(Ok(async_signal::Signal::Int)) => "SIGINT",
@@ -188,7 +294,7 @@ pub fn heartbeat_target(me: &str, service: &str) -> String {
 }
 
 /// Beats at start and every `config.beat`; failures are logged once per outage, never fatal.
-async fn heartbeat(client: Client, config: Config, me: String) {
+async fn heartbeat(client: Client, config: Config, me: String, metrics: Arc<Metrics>) {
     let target = heartbeat_target(&me, &config.service);
     let bearer = bearer(config.token.as_deref());
     let headers = auth_headers(&bearer);
@@ -204,6 +310,12 @@ async fn heartbeat(client: Client, config: Config, me: String) {
     loop {
         let result = client.request(&beat).await;
         let now_ok = matches!(&result, Ok(r) if r.status == 200);
+        let counter = if now_ok {
+            &metrics.beats_ok
+        } else {
+            &metrics.beats_failed
+        };
+        counter.inc();
         if ok != Some(now_ok) {
             match &result {
                 Ok(r) if r.status == 200 => log::line(

@@ -11,9 +11,12 @@
 pub mod adder;
 pub mod addr;
 pub mod client;
+pub mod discovery;
 pub mod duration;
 pub mod http;
 pub mod json;
 pub mod log;
+pub mod metrics;
 pub mod registry;
 pub mod rt;
+pub mod watcher;

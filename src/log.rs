@@ -8,9 +8,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// mini::log::line("registry", format_args!("listening on {}", "127.0.0.1:6666"));
 /// ```
 pub fn line(role: &str, message: std::fmt::Arguments<'_>) {
+    eprintln!("{} {role}: {message}", clock());
+}
+
+/// Prints `message` on stdout with the same stamp: output meant for people, such as `mini watch`.
+pub fn stamped(message: std::fmt::Arguments<'_>) {
+    println!("{} {message}", clock());
+}
+
+fn clock() -> String {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() % 86_400_000);
     let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
-    eprintln!("{h:02}:{m:02}:{s:02}.{milli:03} {role}: {message}");
+    format!("{h:02}:{m:02}:{s:02}.{milli:03}")
 }

@@ -20,6 +20,22 @@ enum Role {
     Registry(RegistryArgs),
     Adder(AdderArgs),
     Client(ClientArgs),
+    Watch(WatchArgs),
+}
+
+/// Print each instance event of SERVICE as it happens (+ added, - removed, ~ health).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "watch")]
+struct WatchArgs {
+    /// the service to watch
+    #[argh(positional)]
+    service: String,
+    /// registry HOST:PORT (default 127.0.0.1:6666)
+    #[argh(option, default = "registry::DEFAULT_LISTEN.to_string()")]
+    registry: String,
+    /// the registry's token, for a registry with --token-reads (or MINI_TOKEN)
+    #[argh(option)]
+    token: Option<String>,
 }
 
 /// Run the registry: instances register by heartbeat, clients ask it for one.
@@ -80,6 +96,9 @@ struct AdderArgs {
     /// the registry's token (or MINI_TOKEN)
     #[argh(option)]
     token: Option<String>,
+    /// testing only: wait this long before answering each sum (a slow adder)
+    #[argh(option, from_str_fn(duration::parse))]
+    delay: Option<Duration>,
 }
 
 /// Ask the registry for an adder and print A + B.
@@ -122,6 +141,7 @@ fn main() -> ExitCode {
         Role::Registry(a) => run_registry(a),
         Role::Adder(a) => run_adder(a),
         Role::Client(a) => run_client(a),
+        Role::Watch(a) => run_watch(a),
     }
 }
 
@@ -237,6 +257,7 @@ fn run_adder(a: AdderArgs) -> ExitCode {
         beat: a.beat,
         service: a.service,
         token,
+        delay: a.delay,
     };
     let bind = format!("{}:{}", config.host, a.port);
     mini::rt::block_on(async {
@@ -315,4 +336,23 @@ async fn repeat(caller: &client::Caller, x: i64, y: i64, n: u32) -> ExitCode {
             tally.failed
         )),
     }
+}
+
+fn run_watch(a: WatchArgs) -> ExitCode {
+    if let Err(e) = mini::addr::check(&a.registry) {
+        return usage_error(&format!("--registry {:?}: {e}", a.registry));
+    }
+    if !registry::state::valid_service_name(&a.service) {
+        return usage_error(&format!("{:?} is not a valid service name", a.service));
+    }
+    let token = match token(a.token) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    mini::rt::block_on(mini::watcher::run(
+        &a.registry,
+        &a.service,
+        mini::adder::bearer(token.as_deref()),
+    ));
+    ExitCode::SUCCESS
 }

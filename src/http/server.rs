@@ -7,7 +7,10 @@
 //! peer that stops reading is dropped after the write timeout.
 
 use super::parse::{parse_request, Request, Version};
-use super::{Response, HEAD_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, WRITE_TIMEOUT};
+use super::{
+    Response, HEAD_TIMEOUT, IDLE_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEAD_BYTES,
+    WRITE_TIMEOUT,
+};
 use crate::rt;
 use async_net::{TcpListener, TcpStream};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -179,7 +182,9 @@ impl Connection {
                 Next::Request(req) => {
                     let keep = req.keep_alive;
                     let http10 = req.version == Version::Http10;
-                    let resp = handler.handle(req).await;
+                    let Some(resp) = self.answer(handler, req).await else {
+                        return;
+                    };
                     resp.encode(keep, http10, &mut self.output);
                     self.served += 1;
                     if !keep {
@@ -197,6 +202,39 @@ impl Connection {
                     resp.encode(false, false, &mut self.output);
                     return self.close().await;
                 }
+            }
+        }
+    }
+
+    /// Runs the handler. When it does not answer at once (a watch that waits for a change), queued
+    /// answers are flushed and the socket is watched meanwhile, so a peer that goes away cancels the
+    /// handler instead of leaving it waiting; `None` then.
+    async fn answer<H: Handler>(&mut self, handler: &H, req: Request) -> Option<Response> {
+        let mut pending = std::pin::pin!(handler.handle(req));
+        if let Some(resp) = smol::future::poll_once(pending.as_mut()).await {
+            return Some(resp);
+        }
+        if !self.flush().await {
+            return None;
+        }
+        smol::future::or(async { Some(pending.await) }, async {
+            self.peer_gone().await;
+            None
+        })
+        .await
+    }
+
+    /// Resolves when the peer closes or fails; bytes it sends meanwhile (pipelined requests) are kept,
+    /// up to one full request, after which the socket is left alone.
+    async fn peer_gone(&mut self) {
+        let mut chunk = [0u8; 512];
+        loop {
+            if self.input.len() >= MAX_HEAD_BYTES + MAX_BODY_BYTES {
+                return smol::future::pending().await;
+            }
+            match self.stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => self.input.extend_from_slice(&chunk[..n]),
             }
         }
     }

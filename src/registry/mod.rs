@@ -5,15 +5,19 @@
 //! snapshot or applies a result under the lock, and does all waiting outside it.
 
 pub mod auth;
+pub mod page;
 pub mod probe;
 pub mod routes;
 pub mod state;
+pub mod watch;
 
 use crate::http::server::{self, ServerConfig};
+use crate::metrics::{Counter, Exposition, HttpCounts};
 use async_net::TcpListener;
-use state::{Limits, Registry};
+use state::{Limits, RegisterError, Registered, Registry, Target};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use std::time::Instant;
 
 /// The address the original registry listened on; old nodes and clients expect it.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6666";
@@ -63,6 +67,10 @@ impl Default for Config {
 #[derive(Debug)]
 pub struct Shared {
     state: Mutex<Registry>,
+    /// Watchers waiting for a service to change.
+    pub watchers: Arc<watch::Watchers>,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
     /// The configuration the registry started with.
     pub config: Config,
 }
@@ -72,15 +80,165 @@ impl Shared {
     pub fn new(config: Config) -> Shared {
         Shared {
             state: Mutex::new(Registry::new(config.limits)),
+            watchers: Arc::default(),
+            metrics: Metrics::default(),
             config,
         }
     }
 
-    /// Locks the state. Callers keep the guard inside one synchronous block, never across an await.
+    /// Locks the state for reading or picking. Callers keep the guard inside one synchronous block,
+    /// never across an await; changes go through the methods below, which also wake watchers.
     pub fn state(&self) -> MutexGuard<'_, Registry> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The `/metrics` page: counters, then per-service gauges read under the lock once.
+    pub fn render_metrics(&self) -> String {
+        let services = self.state().services();
+        let m = &self.metrics;
+        let mut page = Exposition::default();
+        m.http.render(&mut page, "mini");
+        page.single(
+            "mini_heartbeats_total",
+            "Registrations and renewals accepted.",
+            "counter",
+            m.heartbeats.get() as f64,
+        );
+        page.family("mini_probes_total", "Health probes, by result.", "counter");
+        page.sample(
+            "mini_probes_total",
+            &[("result", "ok")],
+            m.probes_ok.get() as f64,
+        );
+        page.sample(
+            "mini_probes_total",
+            &[("result", "failed")],
+            m.probes_failed.get() as f64,
+        );
+        page.single(
+            "mini_expired_total",
+            "Instances dropped because their lease expired.",
+            "counter",
+            m.expired.get() as f64,
+        );
+        page.family(
+            "mini_picks_total",
+            "Instances handed out by lookups, by service.",
+            "counter",
+        );
+        for s in &services {
+            page.sample("mini_picks_total", &[("service", &s.name)], s.picks as f64);
+        }
+        page.family(
+            "mini_instances",
+            "Registered instances, by service and health.",
+            "gauge",
+        );
+        for s in &services {
+            page.sample(
+                "mini_instances",
+                &[("service", &s.name), ("health", "healthy")],
+                s.live as f64,
+            );
+            page.sample(
+                "mini_instances",
+                &[("service", &s.name), ("health", "excluded")],
+                (s.total - s.live) as f64,
+            );
+        }
+        page.single(
+            "mini_watchers",
+            "Watch requests waiting for a change.",
+            "gauge",
+            self.watchers.count() as f64,
+        );
+        page.single(
+            "mini_uptime_seconds",
+            "Seconds since the registry started.",
+            "gauge",
+            m.started.elapsed().as_secs_f64(),
+        );
+        page.finish()
+    }
+
+    /// Registers or renews; a new instance wakes the service's watchers.
+    pub fn register(
+        &self,
+        service: &str,
+        addr: &str,
+        ttl: Duration,
+    ) -> Result<Registered, RegisterError> {
+        let result = self.state().register(service, addr, ttl, Instant::now());
+        if result == Ok(Registered::New) {
+            self.watchers.notify(service);
+        }
+        result
+    }
+
+    /// Deregisters; true if the instance was there (and then watchers are woken).
+    pub fn deregister(&self, service: &str, addr: &str) -> bool {
+        let removed = self.state().deregister(service, addr);
+        if removed {
+            self.watchers.notify(service);
+        }
+        removed
+    }
+
+    /// Records a probe result; true if health flipped (and then watchers are woken).
+    pub fn mark_probe(&self, service: &str, addr: &str, ok: bool) -> bool {
+        let changed = self.state().mark_probe(service, addr, ok, Instant::now());
+        let counter = if ok {
+            &self.metrics.probes_ok
+        } else {
+            &self.metrics.probes_failed
+        };
+        counter.inc();
+        if changed {
+            self.watchers.notify(service);
+        }
+        changed
+    }
+
+    /// Drops expired leases and wakes the watchers of every service that lost one.
+    pub fn expire(&self) -> Vec<Target> {
+        let expired = self.state().expire(Instant::now());
+        for t in &expired {
+            self.metrics.expired.inc();
+            self.watchers.notify(&t.service);
+        }
+        expired
+    }
+}
+
+/// The registry's counters.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Requests by route and status.
+    pub http: HttpCounts,
+    /// Accepted registrations and renewals.
+    pub heartbeats: Counter,
+    /// Probes answered 200.
+    pub probes_ok: Counter,
+    /// Probes that failed.
+    pub probes_failed: Counter,
+    /// Leases that expired.
+    pub expired: Counter,
+    /// When the registry started.
+    pub started: Instant,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            http: HttpCounts::new(routes::ROUTE_NAMES),
+            heartbeats: Counter::default(),
+            probes_ok: Counter::default(),
+            probes_failed: Counter::default(),
+            expired: Counter::default(),
+            started: Instant::now(),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use smol::stream::StreamExt;
 use smol::Timer;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Probes in flight at once, so a round over many instances stays a bounded use of sockets.
 pub const PROBE_CONCURRENCY: usize = 256;
@@ -103,12 +103,7 @@ async fn probe(client: &Client, addr: &str) -> Result<(), String> {
 }
 
 fn record(shared: &Shared, target: &Target, outcome: Result<(), String>) {
-    let changed = shared.state().mark_probe(
-        &target.service,
-        &target.addr,
-        outcome.is_ok(),
-        Instant::now(),
-    );
+    let changed = shared.mark_probe(&target.service, &target.addr, outcome.is_ok());
     if !changed {
         return;
     }
@@ -132,7 +127,7 @@ pub async fn sweep_loop(shared: Arc<Shared>) {
     let period = (shared.config.ttl / 4).clamp(SWEEP_BOUNDS.0, SWEEP_BOUNDS.1);
     let mut ticks = Timer::interval(period);
     while ticks.next().await.is_some() {
-        let expired = shared.state().expire(Instant::now());
+        let expired = shared.expire();
         for t in expired {
             log::line(
                 "registry",

@@ -8,6 +8,7 @@
 //! | `DELETE /v1/services/{service}/{addr}` | deregister |
 //! | `GET /v1/services` | services with live/total counts |
 //! | `GET /v1/services/{service}` | instances with health, beat, probe and lease |
+//! | `GET /v1/services/{service}?index=N&wait=30s` | the same, once the service's index moves past N (a watch) |
 //! | `GET /health` | 200 while the registry runs |
 //!
 //! With `--token`, the writes need it (see [`super::auth`]).
@@ -17,9 +18,10 @@
 
 use super::auth::Kind;
 use super::state::{Instance, RegisterError, Registered, ServiceSummary};
+use super::watch::{DEFAULT_WAIT, MAX_WAIT, MAX_WATCHERS};
 use super::{Shared, MAX_TTL};
 use crate::http::router::Router;
-use crate::http::{Handler, Request, Response};
+use crate::http::{server, Handler, Request, Response};
 use crate::{addr, duration, json, log};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,14 +40,35 @@ enum Route {
     Services,
     Service,
     Health,
+    Metrics,
+    Page,
 }
+
+/// Route names for metrics, in the order of [`Route`]'s variants, then unmatched requests.
+pub const ROUTE_NAMES: &[&str] = &[
+    "registerList",
+    "serviceAddr",
+    "put",
+    "delete",
+    "services",
+    "service",
+    "health",
+    "metrics",
+    "page",
+    "unmatched",
+];
+const UNMATCHED: usize = ROUTE_NAMES.len() - 1;
 
 impl Route {
     /// What the access check guards; `None` for routes that are always open.
     fn access(self) -> Option<Kind> {
         match self {
             Route::RegisterList | Route::Put | Route::Delete => Some(Kind::Write),
-            Route::ServiceAddr | Route::Services | Route::Service => Some(Kind::Read),
+            Route::ServiceAddr
+            | Route::Services
+            | Route::Service
+            | Route::Metrics
+            | Route::Page => Some(Kind::Read),
             Route::Health => None,
         }
     }
@@ -59,6 +82,8 @@ const TABLE: &[(&str, &str, Route)] = &[
     ("GET", "/v1/services", Route::Services),
     ("GET", "/v1/services/{}", Route::Service),
     ("GET", "/health", Route::Health),
+    ("GET", "/metrics", Route::Metrics),
+    ("GET", "/", Route::Page),
 ];
 
 /// The registry's request handler.
@@ -78,16 +103,27 @@ impl Routes {
 
     /// Answers one request synchronously: every registry route is a short critical section.
     pub fn answer(&self, req: &Request) -> Response {
+        let (route, resp) = self.route(req);
+        let index = route.map_or(UNMATCHED, |r| r as usize);
+        self.shared.metrics.http.record(index, resp.status);
+        resp
+    }
+
+    fn route(&self, req: &Request) -> (Option<Route>, Response) {
         let (route, params) = match self.router.find(&req.method, &req.segments) {
             Ok(found) => found,
-            Err(miss) => return miss.response(&req.method, req.path()),
+            Err(miss) => return (None, miss.response(&req.method, req.path())),
         };
         if let Some(kind) = route.access() {
             if let Err(denied) = self.shared.config.access.check(req, kind) {
-                return denied;
+                return (Some(route), denied);
             }
         }
-        match (route, params.as_slice()) {
+        (Some(route), self.dispatch(req, route, &params))
+    }
+
+    fn dispatch(&self, req: &Request, route: Route, params: &[&str]) -> Response {
+        match (route, params) {
             (Route::RegisterList, _) => self.register_list(req),
             (Route::ServiceAddr, _) => self.service_addr(req),
             (Route::Put, [service, addr]) => self.put(req, service, addr),
@@ -95,6 +131,14 @@ impl Routes {
             (Route::Services, _) => self.services(req),
             (Route::Service, [service]) => self.service(req, service),
             (Route::Health, _) => Response::text(200, "ok\n"),
+            (Route::Metrics, _) => Response {
+                content_type: crate::metrics::CONTENT_TYPE,
+                ..Response::text(200, self.shared.render_metrics())
+            },
+            (Route::Page, _) => Response {
+                content_type: "text/html; charset=utf-8",
+                ..Response::text(200, super::page::HTML)
+            },
             _ => Response::error(500, "route table and handlers disagree"),
         }
     }
@@ -142,10 +186,10 @@ impl Routes {
     /// Validates and registers; the error is the reply to send.
     fn register(&self, service: &str, addr: &str, ttl: Duration) -> Result<(), Response> {
         addr::check(addr).map_err(|e| Response::error(400, format_args!("bad address: {e}")))?;
-        let result = self
-            .shared
-            .state()
-            .register(service, addr, ttl, Instant::now());
+        let result = self.shared.register(service, addr, ttl);
+        if result.is_ok() {
+            self.shared.metrics.heartbeats.inc();
+        }
         match result {
             Ok(Registered::New) => {
                 log::line(
@@ -161,7 +205,7 @@ impl Routes {
     }
 
     fn delete(&self, service: &str, addr: &str) -> Response {
-        if self.shared.state().deregister(service, addr) {
+        if self.shared.deregister(service, addr) {
             log::line("registry", format_args!("{service} {addr} deregistered"));
             Response::text(200, format!("{addr} deregistered from {service}\n"))
         } else {
@@ -189,6 +233,11 @@ impl Routes {
     }
 
     fn service(&self, req: &Request, service: &str) -> Response {
+        self.listing(service, wants_json(req))
+    }
+
+    /// The instances of `service`, with the change index in a header and in the body.
+    fn listing(&self, service: &str, json: bool) -> Response {
         let (instances, index) = {
             let state = self.shared.state();
             (
@@ -197,7 +246,7 @@ impl Routes {
             )
         };
         let now = Instant::now();
-        let resp = if wants_json(req) {
+        let resp = if json {
             let items = instances.iter().map(|i| instance_json(i, now));
             let body = json::Object::new()
                 .str("service", service)
@@ -206,16 +255,80 @@ impl Routes {
                 .finish();
             Response::json(200, body)
         } else {
-            let body: String = instances.iter().map(|i| instance_text(i, now)).collect();
+            let live = instances.iter().filter(|i| i.healthy()).count();
+            let total = instances.len();
+            let mut body = format!("# {service} index={index} live={live} total={total}\n");
+            body.extend(instances.iter().map(|i| instance_text(i, now)));
             Response::text(200, body)
         };
         resp.with_header("X-Mini-Index", index.to_string())
     }
+
+    /// A watch request (`GET /v1/services/{service}?index=N[&wait=30s]`), if this is one.
+    fn watch_of(&self, req: &Request) -> Option<Result<Watch, Response>> {
+        let index = req.query("index")?;
+        let Ok((Route::Service, params)) = self.router.find(&req.method, &req.segments) else {
+            return None;
+        };
+        let service = params.first()?.to_string();
+        if let Err(denied) = self.shared.config.access.check(req, Kind::Read) {
+            return Some(Err(denied));
+        }
+        let Ok(index) = index.parse::<u64>() else {
+            return Some(Err(Response::error(
+                400,
+                "index must be a non-negative integer",
+            )));
+        };
+        let wait = match req.query("wait").map(duration::parse) {
+            None => DEFAULT_WAIT,
+            Some(Ok(wait)) => wait.min(MAX_WAIT),
+            Some(Err(why)) => {
+                return Some(Err(Response::error(400, format_args!("bad wait: {why}"))))
+            }
+        };
+        let json = wants_json(req);
+        Some(Ok(Watch {
+            service,
+            index,
+            wait,
+            json,
+        }))
+    }
+
+    /// Blocks until the service's index differs from the one the watcher knows, or the wait (plus up
+    /// to 1/16 of jitter, as Consul does, so watchers do not return in step) runs out.
+    async fn watch(&self, w: Watch) -> Response {
+        let Ok(sub) = self.shared.watchers.subscribe(&w.service) else {
+            return Response::error(503, format_args!("too many watchers (max {MAX_WATCHERS})"));
+        };
+        if self.shared.state().index(&w.service) == w.index {
+            let jitter = w.wait.mul_f64(fastrand::f64() / 16.0);
+            server::with_timeout(w.wait + jitter, sub.changed()).await;
+        }
+        drop(sub);
+        self.listing(&w.service, w.json)
+    }
+}
+
+/// A parsed watch request.
+struct Watch {
+    service: String,
+    index: u64,
+    wait: Duration,
+    json: bool,
 }
 
 impl Handler for Routes {
     async fn handle(&self, req: Request) -> Response {
-        self.answer(&req)
+        let resp = match self.watch_of(&req) {
+            Some(Ok(watch)) => self.watch(watch).await,
+            Some(Err(resp)) => resp,
+            None => return self.answer(&req),
+        };
+        let service = Route::Service as usize;
+        self.shared.metrics.http.record(service, resp.status);
+        resp
     }
 }
 

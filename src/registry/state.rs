@@ -168,6 +168,8 @@ pub struct ServiceSummary {
     pub total: usize,
     /// The service's change index.
     pub index: u64,
+    /// Picks handed out for the service since it was created (a counter for metrics).
+    pub picks: u64,
 }
 
 /// An instance to probe (or one that expired): enough to find it again with
@@ -186,6 +188,7 @@ pub struct Target {
 #[derive(Debug, Default)]
 struct Service {
     index: u64,
+    picks: u64,
     healthy: usize,
     slots: Vec<Instance>,
     pos: HashMap<Arc<str>, usize>,
@@ -464,6 +467,7 @@ impl Registry {
     pub fn pick(&mut self, service: &str, rng: &mut fastrand::Rng) -> Option<Arc<str>> {
         let svc = self.services.get_mut(service)?;
         let i = svc.pick_index(rng)?;
+        svc.picks = svc.picks.saturating_add(1);
         let inst = svc.slots.get_mut(i)?;
         inst.picks = inst.picks.saturating_add(1);
         Some(inst.addr.clone())
@@ -479,6 +483,7 @@ impl Registry {
                 live: svc.healthy,
                 total: svc.slots.len(),
                 index: svc.index,
+                picks: svc.picks,
             })
             .collect();
         out.sort_unstable_by(|a, b| a.name.cmp(&b.name));

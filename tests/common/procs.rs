@@ -144,6 +144,7 @@ pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 pub fn healthy(registry: &str) -> Vec<String> {
     let (_, body) = get(registry, "/v1/services/add");
     body.lines()
+        .filter(|l| !l.starts_with('#'))
         .filter(|l| l.split(' ').nth(1) == Some("healthy"))
         .filter_map(|l| l.split(' ').next().map(str::to_string))
         .collect()
@@ -153,6 +154,7 @@ pub fn healthy(registry: &str) -> Vec<String> {
 pub fn listed(registry: &str) -> Vec<String> {
     let (_, body) = get(registry, "/v1/services/add");
     body.lines()
+        .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.split(' ').next().map(str::to_string))
         .collect()
 }
