@@ -30,8 +30,8 @@ pub const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(1);
 /// Everything `mini adder` is told on its command line.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The registry's `HOST:PORT`.
-    pub registry: String,
+    /// The registries' `HOST:PORT`s: the adder beats to each of them.
+    pub registries: Vec<String>,
     /// The host this adder announces (and listens on).
     pub host: String,
     /// Heartbeat period.
@@ -47,7 +47,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            registry: crate::registry::DEFAULT_LISTEN.to_string(),
+            registries: vec![crate::registry::DEFAULT_LISTEN.to_string()],
             host: "127.0.0.1".to_string(),
             beat: DEFAULT_BEAT,
             service: DEFAULT_SERVICE.to_string(),
@@ -267,20 +267,44 @@ pub async fn run(listener: TcpListener, config: Config) -> std::io::Result<()> {
     ))
     .detach();
     let client = Client::new(ClientConfig::default());
-    let beats = crate::rt::spawn(heartbeat(
-        client.clone(),
-        config.clone(),
-        me.clone(),
-        metrics,
-    ));
+    let beats: Vec<_> = config
+        .registries
+        .iter()
+        .map(|registry| {
+            let beat = heartbeat(
+                client.clone(),
+                config.clone(),
+                registry.clone(),
+                me.clone(),
+                metrics.clone(),
+            );
+            crate::rt::spawn(beat)
+        })
+        .collect();
     let mut signals = signals;
     let name = match signals.next().await {
         Some(Ok(async_signal::Signal::Int)) => "SIGINT",
         _ => "SIGTERM",
     };
     log::line("adder", format_args!("{me} got {name}; deregistering"));
-    beats.cancel().await;
-    deregister(&client, &config, &me).await;
+    for beat in beats {
+        beat.cancel().await;
+    }
+    let leaving: Vec<_> = config
+        .registries
+        .iter()
+        .map(|registry| {
+            crate::rt::spawn(deregister(
+                client.clone(),
+                config.clone(),
+                registry.clone(),
+                me.clone(),
+            ))
+        })
+        .collect();
+    for task in leaving {
+        task.await;
+    }
     Ok(())
 }
 
@@ -293,14 +317,21 @@ pub fn heartbeat_target(me: &str, service: &str) -> String {
     }
 }
 
-/// Beats at start and every `config.beat`; failures are logged once per outage, never fatal.
-async fn heartbeat(client: Client, config: Config, me: String, metrics: Arc<Metrics>) {
+/// Beats to `registry` at start and every `config.beat`; failures are logged once per outage, never
+/// fatal.
+async fn heartbeat(
+    client: Client,
+    config: Config,
+    registry: String,
+    me: String,
+    metrics: Arc<Metrics>,
+) {
     let target = heartbeat_target(&me, &config.service);
     let bearer = bearer(config.token.as_deref());
     let headers = auth_headers(&bearer);
     let beat = crate::http::client::Request {
         method: "POST",
-        addr: &config.registry,
+        addr: &registry,
         target: &target,
         headers: &headers,
         body: b"",
@@ -318,10 +349,9 @@ async fn heartbeat(client: Client, config: Config, me: String, metrics: Arc<Metr
         counter.inc();
         if ok != Some(now_ok) {
             match &result {
-                Ok(r) if r.status == 200 => log::line(
-                    "adder",
-                    format_args!("{me} registered with {}", config.registry),
-                ),
+                Ok(r) if r.status == 200 => {
+                    log::line("adder", format_args!("{me} registered with {registry}"))
+                }
                 Ok(r) => log::line(
                     "adder",
                     format_args!(
@@ -333,8 +363,8 @@ async fn heartbeat(client: Client, config: Config, me: String, metrics: Arc<Metr
                 Err(e) => log::line(
                     "adder",
                     format_args!(
-                        "{me}: registry {} unreachable ({e}); retrying every {:?}",
-                        config.registry, config.beat
+                        "{me}: registry {registry} unreachable ({e}); retrying every {:?}",
+                        config.beat
                     ),
                 ),
             }
@@ -357,19 +387,22 @@ pub fn auth_headers(bearer: &Option<String>) -> Vec<(&'static str, &str)> {
         .collect()
 }
 
-async fn deregister(client: &Client, config: &Config, me: &str) {
+async fn deregister(client: Client, config: Config, registry: String, me: String) {
     let target = format!("/v1/services/{}/{me}", config.service);
     let bearer = bearer(config.token.as_deref());
     let headers = auth_headers(&bearer);
+    let me = me.as_str();
     let req = crate::http::client::Request {
         method: "DELETE",
-        addr: &config.registry,
+        addr: &registry,
         target: &target,
         headers: &headers,
         body: b"",
     };
     match server::with_timeout(DEREGISTER_TIMEOUT, client.request(&req)).await {
-        Some(Ok(r)) if r.status == 200 => log::line("adder", format_args!("{me} deregistered")),
+        Some(Ok(r)) if r.status == 200 => {
+            log::line("adder", format_args!("{me} deregistered from {registry}"))
+        }
         Some(Ok(r)) => log::line(
             "adder",
             format_args!("{me}: deregistration answered {}", r.status),

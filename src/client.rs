@@ -5,10 +5,14 @@
 //! there is no instance (the original looped forever on some answers), and it is bounded by
 //! [`MAX_LOOKUPS`] however the registry answers.
 
+use crate::balance::Strategy;
+use crate::discovery::Discovery;
 use crate::http::client::{Client, ClientConfig, ClientError, Request};
 use crate::registry::routes::NO_SERVICE_BODY;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Registry lookups one call may make before giving up.
@@ -34,6 +38,13 @@ pub enum CallError {
     Registry(u16, String),
     /// An adder refused the operands (bad number, overflow): no other adder would do better.
     Rejected(String),
+    /// No registry was configured.
+    NoRegistry,
+    /// Retries would exceed the retry budget.
+    RetryBudget {
+        /// Addresses that failed during this call.
+        failed: Vec<String>,
+    },
     /// Every lookup returned an address that had already failed.
     GaveUp {
         /// The service asked for.
@@ -61,6 +72,12 @@ impl fmt::Display for CallError {
             }
             CallError::Registry(status, body) => write!(f, "registry answered {status}: {body}"),
             CallError::Rejected(reason) => write!(f, "adder refused: {reason}"),
+            CallError::NoRegistry => f.write_str("no registry given"),
+            CallError::RetryBudget { failed } => write!(
+                f,
+                "retry budget exhausted (retries may add 20% of calls); failed: {}",
+                failed.join(", ")
+            ),
             CallError::GaveUp { service, failed } => write!(
                 f,
                 "no {service} instance answered: every one the registry offered in {MAX_LOOKUPS} lookups failed ({})",
@@ -83,11 +100,14 @@ pub struct Answer {
     pub failed: Vec<String>,
 }
 
-/// Calls adders found through one registry.
+/// Calls adders found through the registry, asking it on every call (the original design).
+///
+/// With several registries (`--registry a,b`), a lookup that cannot reach one moves on to the next
+/// and stays there while it answers.
 ///
 /// ```no_run
 /// mini::rt::block_on(async {
-///     let caller = mini::client::Caller::new("127.0.0.1:6666", "add");
+///     let caller = mini::client::Caller::new(&["127.0.0.1:6666".to_string()], "add");
 ///     let answer = caller.add(5, 6).await?;
 ///     assert_eq!(answer.sum, 11);
 ///     Ok::<(), mini::client::CallError>(())
@@ -96,13 +116,16 @@ pub struct Answer {
 #[derive(Debug, Clone)]
 pub struct Caller {
     http: Client,
-    registry: String,
+    registries: Vec<String>,
+    current: Arc<AtomicUsize>,
     service: String,
     bearer: Option<String>,
 }
 
 /// What one attempt at an adder came to.
-enum Attempt {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// The sum.
     Sum(i64),
     /// The instance failed (refused, timed out, 5xx, garbage): try another.
     Failed(String),
@@ -110,16 +133,38 @@ enum Attempt {
     Rejected(String),
 }
 
+/// The HTTP client every call uses: short connect and call timeouts, keep-alive pooled.
+pub fn http_client() -> Client {
+    Client::new(ClientConfig {
+        connect_timeout: CONNECT_TIMEOUT,
+        request_timeout: CALL_TIMEOUT,
+    })
+}
+
+/// Calls `GET /Add/{a}/{b}` on one adder and says what came of it.
+pub async fn call_adder(http: &Client, addr: &str, a: i64, b: i64) -> Attempt {
+    let resp = match http.get(addr, &format!("/Add/{a}/{b}")).await {
+        Ok(resp) => resp,
+        Err(e) => return Attempt::Failed(e.to_string()),
+    };
+    let body = resp.text();
+    match resp.status {
+        200 => match body.trim().parse() {
+            Ok(sum) => Attempt::Sum(sum),
+            Err(_) => Attempt::Failed(format!("answered a non-number: {:?}", short(&body))),
+        },
+        400 => Attempt::Rejected(body.trim_end().to_string()),
+        status => Attempt::Failed(format!("answered {status}")),
+    }
+}
+
 impl Caller {
-    /// A caller for `service` through the registry at `registry` (`HOST:PORT`).
-    pub fn new(registry: &str, service: &str) -> Caller {
-        let http = Client::new(ClientConfig {
-            connect_timeout: CONNECT_TIMEOUT,
-            request_timeout: CALL_TIMEOUT,
-        });
+    /// A caller for `service` through `registries` (`HOST:PORT` each, tried in order).
+    pub fn new(registries: &[String], service: &str) -> Caller {
         Caller {
-            http,
-            registry: registry.to_string(),
+            http: http_client(),
+            registries: registries.to_vec(),
+            current: Arc::default(),
             service: service.to_string(),
             bearer: None,
         }
@@ -139,7 +184,7 @@ impl Caller {
             if failed.contains(&addr) {
                 continue;
             }
-            match self.call(&addr, a, b).await {
+            match call_adder(&self.http, &addr, a, b).await {
                 Attempt::Sum(sum) => return Ok(Answer { sum, addr, failed }),
                 Attempt::Rejected(reason) => return Err(CallError::Rejected(reason)),
                 Attempt::Failed(why) => {
@@ -157,12 +202,36 @@ impl Caller {
         })
     }
 
+    /// Asks the current registry, failing over to the next ones when it cannot be reached.
     async fn lookup(&self, failed: &[String]) -> Result<String, CallError> {
+        let n = self.registries.len();
+        let first = self.current.load(Ordering::Relaxed);
+        let mut last_error = None;
+        for step in 0..n {
+            let i = (first + step) % n;
+            match self.lookup_at(&self.registries[i], failed).await {
+                Err(CallError::RegistryUnreachable(addr, e)) => {
+                    last_error = Some(CallError::RegistryUnreachable(addr, e));
+                }
+                answer => {
+                    if step > 0 {
+                        self.current.store(i, Ordering::Relaxed);
+                        let to = &self.registries[i];
+                        crate::log::line("client", format_args!("failed over to registry {to}"));
+                    }
+                    return answer;
+                }
+            }
+        }
+        Err(last_error.unwrap_or(CallError::NoRegistry))
+    }
+
+    async fn lookup_at(&self, registry: &str, failed: &[String]) -> Result<String, CallError> {
         let target = format!("/serviceAddr?queryParam={}", self.service);
         let headers = crate::adder::auth_headers(&self.bearer);
         let req = Request {
             method: "GET",
-            addr: &self.registry,
+            addr: registry,
             target: &target,
             headers: &headers,
             body: b"",
@@ -171,7 +240,7 @@ impl Caller {
             .http
             .request(&req)
             .await
-            .map_err(|e| CallError::RegistryUnreachable(self.registry.clone(), e))?;
+            .map_err(|e| CallError::RegistryUnreachable(registry.to_string(), e))?;
         let body = resp.text();
         match resp.status {
             200 => Ok(body),
@@ -182,22 +251,132 @@ impl Caller {
             status => Err(CallError::Registry(status, body.trim_end().to_string())),
         }
     }
+}
 
-    async fn call(&self, addr: &str, a: i64, b: i64) -> Attempt {
-        let resp = match self.http.get(addr, &format!("/Add/{a}/{b}")).await {
-            Ok(resp) => resp,
-            Err(e) => return Attempt::Failed(e.to_string()),
-        };
-        let body = resp.text();
-        match resp.status {
-            200 => match body.trim().parse() {
-                Ok(sum) => Attempt::Sum(sum),
-                Err(_) => Attempt::Failed(format!("answered a non-number: {:?}", short(&body))),
-            },
-            400 => Attempt::Rejected(body.trim_end().to_string()),
-            status => Attempt::Failed(format!("answered {status}")),
+/// Calls adders picked locally from a watched copy of the service ([`Discovery`]), with a balancing
+/// strategy, outlier ejection and a retry budget: no registry round trip per call.
+///
+/// ```no_run
+/// use mini::balance::Strategy;
+/// mini::rt::block_on(async {
+///     let caller = mini::client::Balanced::start(&["127.0.0.1:6666".to_string()], "add", Strategy::P2c, None);
+///     caller.ready(std::time::Duration::from_secs(2)).await;
+///     println!("{}", caller.add(5, 6).await?.sum);
+///     Ok::<(), mini::client::CallError>(())
+/// });
+/// ```
+#[derive(Debug)]
+pub struct Balanced {
+    http: Client,
+    discovery: Discovery,
+}
+
+impl Balanced {
+    /// Starts watching `service` through `registries`.
+    pub fn start(
+        registries: &[String],
+        service: &str,
+        strategy: Strategy,
+        token: Option<&str>,
+    ) -> Balanced {
+        Balanced {
+            http: http_client(),
+            discovery: Discovery::start(registries, service, strategy, crate::adder::bearer(token)),
         }
     }
+
+    /// Waits (at most `limit`) for the first listing; false if none came.
+    pub async fn ready(&self, limit: Duration) -> bool {
+        self.discovery.ready(limit).await
+    }
+
+    /// Computes `a + b`, retrying on other instances within the retry budget.
+    pub async fn add(&self, a: i64, b: i64) -> Result<Answer, CallError> {
+        let mut failed: Vec<String> = Vec::new();
+        loop {
+            let Some(addr) = self.discovery.pick(&failed) else {
+                return Err(CallError::NoInstance {
+                    service: self.discovery.service().to_string(),
+                    failed,
+                });
+            };
+            self.discovery.started(&addr);
+            let attempt = call_adder(&self.http, &addr, a, b).await;
+            self.discovery
+                .finished(&addr, !matches!(attempt, Attempt::Failed(_)));
+            match attempt {
+                Attempt::Sum(sum) => return Ok(Answer { sum, addr, failed }),
+                Attempt::Rejected(reason) => return Err(CallError::Rejected(reason)),
+                Attempt::Failed(why) => {
+                    crate::log::line(
+                        "client",
+                        format_args!("{addr} failed ({why}); trying another"),
+                    );
+                    failed.push(addr);
+                    if !self.discovery.try_retry() {
+                        return Err(CallError::RetryBudget { failed });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Either way of calling, behind one `add`.
+#[derive(Debug)]
+pub enum AnyCaller {
+    /// Ask the registry per call.
+    PerCall(Caller),
+    /// Pick locally from a watched copy.
+    Balanced(Balanced),
+}
+
+impl AnyCaller {
+    /// Computes `a + b`.
+    pub async fn add(&self, a: i64, b: i64) -> Result<Answer, CallError> {
+        match self {
+            AnyCaller::PerCall(c) => c.add(a, b).await,
+            AnyCaller::Balanced(c) => c.add(a, b).await,
+        }
+    }
+}
+
+/// Makes `n` calls of `a + b`, `concurrency` at a time, and tallies who served them.
+pub async fn repeat(
+    caller: Arc<AnyCaller>,
+    a: i64,
+    b: i64,
+    n: u32,
+    concurrency: u32,
+) -> (Tally, Option<CallError>) {
+    let remaining = Arc::new(AtomicUsize::new(n as usize));
+    let results = Arc::new(Mutex::new((Tally::default(), None)));
+    let workers: Vec<_> = (0..concurrency.clamp(1, n.max(1)))
+        .map(|_| {
+            let (caller, remaining, results) = (caller.clone(), remaining.clone(), results.clone());
+            crate::rt::spawn(async move {
+                while take_one(&remaining) {
+                    let outcome = caller.add(a, b).await;
+                    let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+                    r.0.count(&outcome);
+                    if let Err(e) = outcome {
+                        r.1 = Some(e);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await;
+    }
+    let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+    (std::mem::take(&mut r.0), r.1.take())
+}
+
+fn take_one(remaining: &AtomicUsize) -> bool {
+    remaining
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 fn short(s: &str) -> String {
@@ -211,13 +390,18 @@ pub struct Tally {
     pub served: BTreeMap<String, u64>,
     /// Calls that got no sum.
     pub failed: u64,
+    /// The last sum an adder answered.
+    pub sum: Option<i64>,
 }
 
 impl Tally {
     /// Counts one call's outcome.
     pub fn count(&mut self, outcome: &Result<Answer, CallError>) {
         match outcome {
-            Ok(answer) => *self.served.entry(answer.addr.clone()).or_default() += 1,
+            Ok(answer) => {
+                *self.served.entry(answer.addr.clone()).or_default() += 1;
+                self.sum = Some(answer.sum);
+            }
             Err(_) => self.failed += 1,
         }
     }

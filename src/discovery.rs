@@ -1,10 +1,17 @@
-//! Reading a service from the registry: one listing, or a watch that returns when it changes, and
-//! the instance events between two listings (what `mini watch` prints).
+//! Reading a service from the registry: one listing, or a watch that returns when it changes; the
+//! instance events between two listings (what `mini watch` prints); and [`Discovery`], a watched local
+//! copy that a long-running caller picks from without asking the registry per call.
 
-use crate::http::client::{Client, ClientError, Request};
+use crate::balance::{Balancer, Strategy, EJECT_AFTER};
+use crate::http::client::{Client, ClientConfig, ClientError, Request};
+use smol::channel::{Receiver, Sender};
+use smol::Timer;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 
 /// One service's instances as the registry listed them, with the index of that listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -158,4 +165,155 @@ pub async fn fetch(
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     Ok(Snapshot::parse(index, &resp.text()))
+}
+
+/// How long each watch of a [`Discovery`] waits at the registry before it answers anyway.
+pub const WATCH_WAIT: Duration = Duration::from_secs(30);
+/// Pause after every registry failed once in a row.
+pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// A cached copy of one service's healthy instances, kept current by a watch on the registry (failing
+/// over between registries), with a [`Balancer`] that picks among them locally.
+///
+/// A long-running caller asks the registry once and then only when something changes, not per call;
+/// picks never wait on the network. Dropping it stops the watch.
+///
+/// ```no_run
+/// use mini::balance::Strategy;
+/// use mini::discovery::Discovery;
+/// mini::rt::block_on(async {
+///     let adders = Discovery::start(&["127.0.0.1:6666".to_string()], "add", Strategy::P2c, None);
+///     if adders.ready(std::time::Duration::from_secs(2)).await {
+///         println!("would call {:?}", adders.pick(&[]));
+///     }
+/// });
+/// ```
+#[derive(Debug)]
+pub struct Discovery {
+    shared: Arc<Watched>,
+    ready: Receiver<()>,
+    _watch: smol::Task<()>,
+}
+
+#[derive(Debug)]
+struct Watched {
+    service: String,
+    balancer: Mutex<Balancer>,
+    has_snapshot: AtomicBool,
+}
+
+impl Watched {
+    fn balancer(&self) -> std::sync::MutexGuard<'_, Balancer> {
+        self.balancer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Discovery {
+    /// Starts watching `service` through `registries` (tried in turn when one fails).
+    pub fn start(
+        registries: &[String],
+        service: &str,
+        strategy: Strategy,
+        bearer: Option<String>,
+    ) -> Discovery {
+        let shared = Arc::new(Watched {
+            service: service.to_string(),
+            balancer: Mutex::new(Balancer::new(strategy)),
+            has_snapshot: AtomicBool::new(false),
+        });
+        let (tx, ready) = smol::channel::bounded(1);
+        let watch = crate::rt::spawn(keep_watching(
+            shared.clone(),
+            registries.to_vec(),
+            bearer,
+            tx,
+        ));
+        Discovery {
+            shared,
+            ready,
+            _watch: watch,
+        }
+    }
+
+    /// The service watched.
+    pub fn service(&self) -> &str {
+        &self.shared.service
+    }
+
+    /// Waits at most `limit` for the first listing; false if none arrived.
+    pub async fn ready(&self, limit: Duration) -> bool {
+        if self.shared.has_snapshot.load(Ordering::Acquire) {
+            return true;
+        }
+        crate::http::server::with_timeout(limit, self.ready.recv())
+            .await
+            .is_some()
+    }
+
+    /// The healthy instances known now.
+    pub fn instances(&self) -> Vec<String> {
+        self.shared.balancer().instances().to_vec()
+    }
+
+    /// Picks an instance not in `exclude` (see [`Balancer::pick`]).
+    pub fn pick(&self, exclude: &[String]) -> Option<String> {
+        self.shared.balancer().pick(exclude, Instant::now())
+    }
+
+    /// Records that a call to `addr` starts.
+    pub fn started(&self, addr: &str) {
+        self.shared.balancer().start(addr, Instant::now());
+    }
+
+    /// Records how a call to `addr` ended (failures may eject it for a while).
+    pub fn finished(&self, addr: &str, ok: bool) {
+        if self.shared.balancer().finish(addr, ok, Instant::now()) {
+            crate::log::line(
+                "client",
+                format_args!("{addr} ejected after {EJECT_AFTER} failures in a row"),
+            );
+        }
+    }
+
+    /// Takes a retry from the budget; false when the budget is spent.
+    pub fn try_retry(&self) -> bool {
+        self.shared.balancer().try_retry(Instant::now())
+    }
+}
+
+async fn keep_watching(
+    shared: Arc<Watched>,
+    registries: Vec<String>,
+    bearer: Option<String>,
+    ready: Sender<()>,
+) {
+    let http = Client::new(ClientConfig {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: WATCH_WAIT + WATCH_WAIT / 8 + Duration::from_secs(5),
+    });
+    let mut turn = 0;
+    let mut after = None;
+    let mut failures = 0;
+    while !registries.is_empty() {
+        let registry = &registries[turn % registries.len()];
+        match fetch(&http, registry, &shared.service, after, WATCH_WAIT, &bearer).await {
+            Ok(snapshot) => {
+                shared.balancer().set_instances(snapshot.healthy());
+                shared.has_snapshot.store(true, Ordering::Release);
+                let _ = ready.try_send(());
+                after = Some(snapshot.index);
+                failures = 0;
+            }
+            Err(e) => {
+                crate::log::line("client", format_args!("watch: {e}"));
+                turn += 1;
+                after = None;
+                failures += 1;
+                if failures >= registries.len() {
+                    Timer::after(RETRY_PAUSE).await;
+                    failures = 0;
+                }
+            }
+        }
+    }
 }

@@ -10,6 +10,7 @@
 
 pub mod adder;
 pub mod addr;
+pub mod balance;
 pub mod client;
 pub mod discovery;
 pub mod duration;

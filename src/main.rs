@@ -3,8 +3,11 @@
 //! Exit codes: 0 done, 1 the work failed (no adder, registry unreachable), 2 bad arguments.
 
 use argh::FromArgs;
+use mini::balance::Strategy;
+use mini::client::AnyCaller;
 use mini::{adder, client, duration, registry};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// mini: a small service registry, a demo adder service and a client.
@@ -81,7 +84,7 @@ struct AdderArgs {
     /// port to serve on
     #[argh(positional)]
     port: u16,
-    /// registry HOST:PORT (default 127.0.0.1:6666)
+    /// registry HOST:PORT, or several separated by commas: beats go to each (default 127.0.0.1:6666)
     #[argh(option, default = "registry::DEFAULT_LISTEN.to_string()")]
     registry: String,
     /// host to listen on and announce (default 127.0.0.1)
@@ -111,9 +114,15 @@ struct ClientArgs {
     /// second operand
     #[argh(positional)]
     b: String,
-    /// registry HOST:PORT (default 127.0.0.1:6666)
+    /// registry HOST:PORT, or several separated by commas, tried in turn (default 127.0.0.1:6666)
     #[argh(option, default = "registry::DEFAULT_LISTEN.to_string()")]
     registry: String,
+    /// balance locally from a watched copy: random, round-robin or p2c (default: ask the registry per call)
+    #[argh(option)]
+    lb: Option<String>,
+    /// calls in flight at once in --repeat mode (default 1)
+    #[argh(option, default = "1")]
+    concurrency: u32,
     /// service to ask for (default add)
     #[argh(option, default = "String::from(\"add\")")]
     service: String,
@@ -146,7 +155,14 @@ fn main() -> ExitCode {
 }
 
 /// Client options that take a value, so their value is not mistaken for an operand.
-const CLIENT_VALUE_OPTIONS: &[&str] = &["--registry", "--service", "--repeat", "--token"];
+const CLIENT_VALUE_OPTIONS: &[&str] = &[
+    "--registry",
+    "--service",
+    "--repeat",
+    "--token",
+    "--lb",
+    "--concurrency",
+];
 
 /// `mini client -5 6` means the numbers: move operands behind a `--` so argh does not read `-5` as a flag.
 fn negative_numbers_as_positionals(args: Vec<String>) -> Vec<String> {
@@ -238,9 +254,10 @@ fn run_registry(a: RegistryArgs) -> ExitCode {
 }
 
 fn run_adder(a: AdderArgs) -> ExitCode {
-    if let Err(e) = mini::addr::check(&a.registry) {
-        return usage_error(&format!("--registry {:?}: {e}", a.registry));
-    }
+    let registries = match registries(&a.registry) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     if !registry::state::valid_service_name(&a.service) {
         return usage_error(&format!(
             "--service {:?}: not a valid service name",
@@ -252,7 +269,7 @@ fn run_adder(a: AdderArgs) -> ExitCode {
         Err(code) => return code,
     };
     let config = adder::Config {
-        registry: a.registry,
+        registries,
         host: a.host,
         beat: a.beat,
         service: a.service,
@@ -281,24 +298,46 @@ fn run_client(a: ClientArgs) -> ExitCode {
         (Err(_), _) => return usage_error(&format!("A {:?} is not a 64-bit integer", a.a)),
         (_, Err(_)) => return usage_error(&format!("B {:?} is not a 64-bit integer", a.b)),
     };
-    if let Err(e) = mini::addr::check(&a.registry) {
-        return usage_error(&format!("--registry {:?}: {e}", a.registry));
-    }
+    let registries = match registries(&a.registry) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     if !registry::state::valid_service_name(&a.service) {
         return usage_error(&format!(
             "--service {:?}: not a valid service name",
             a.service
         ));
     }
-    if a.repeat == 0 {
-        return usage_error("--repeat must be at least 1");
+    if a.repeat == 0 || a.concurrency == 0 {
+        return usage_error("--repeat and --concurrency must be at least 1");
     }
+    let strategy = match a.lb.as_deref().map(str::parse::<Strategy>) {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(why)) => return usage_error(&format!("--lb: {why}")),
+    };
     let token = match token(a.token) {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let caller = client::Caller::new(&a.registry, &a.service).with_token(token.as_deref());
     mini::rt::block_on(async {
+        let caller = match strategy {
+            None => AnyCaller::PerCall(
+                client::Caller::new(&registries, &a.service).with_token(token.as_deref()),
+            ),
+            Some(strategy) => {
+                let balanced =
+                    client::Balanced::start(&registries, &a.service, strategy, token.as_deref());
+                if !balanced.ready(FIRST_LISTING).await {
+                    return runtime_error(format_args!(
+                        "no listing of {} from {}",
+                        a.service,
+                        registries.join(", ")
+                    ));
+                }
+                AnyCaller::Balanced(balanced)
+            }
+        };
         if a.repeat == 1 {
             return match caller.add(x, y).await {
                 Ok(answer) => {
@@ -309,33 +348,35 @@ fn run_client(a: ClientArgs) -> ExitCode {
                 Err(e) => runtime_error(e),
             };
         }
-        repeat(&caller, x, y, a.repeat).await
+        let (tally, last_error) =
+            client::repeat(Arc::new(caller), x, y, a.repeat, a.concurrency).await;
+        eprintln!("{tally}");
+        if let Some(sum) = tally.sum {
+            println!("{sum}");
+        }
+        match last_error {
+            None => ExitCode::SUCCESS,
+            Some(e) => runtime_error(format_args!(
+                "{} of {} calls failed; last: {e}",
+                tally.failed, a.repeat
+            )),
+        }
     })
 }
 
-async fn repeat(caller: &client::Caller, x: i64, y: i64, n: u32) -> ExitCode {
-    let mut tally = client::Tally::default();
-    let mut last_error = None;
-    let mut sum = None;
-    for _ in 0..n {
-        let outcome = caller.add(x, y).await;
-        tally.count(&outcome);
-        match outcome {
-            Ok(answer) => sum = Some(answer.sum),
-            Err(e) => last_error = Some(e),
+/// How long a balanced client waits for its first listing of the service.
+const FIRST_LISTING: Duration = Duration::from_secs(5);
+
+/// Splits `a,b,c` into checked registry addresses.
+fn registries(list: &str) -> Result<Vec<String>, ExitCode> {
+    let mut out = Vec::new();
+    for addr in list.split(',').map(str::trim) {
+        if let Err(e) = mini::addr::check(addr) {
+            return Err(usage_error(&format!("--registry {addr:?}: {e}")));
         }
+        out.push(addr.to_string());
     }
-    eprintln!("{tally}");
-    if let Some(sum) = sum {
-        println!("{sum}");
-    }
-    match last_error {
-        None => ExitCode::SUCCESS,
-        Some(e) => runtime_error(format_args!(
-            "{} of {n} calls failed; last: {e}",
-            tally.failed
-        )),
-    }
+    Ok(out)
 }
 
 fn run_watch(a: WatchArgs) -> ExitCode {
