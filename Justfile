@@ -75,3 +75,27 @@ cluster: build
     echo "     $bin client 5 6 --repeat 50"
     echo "== Ctrl-C stops the registry and every adder"
     wait
+
+# Fuzz every target for a fixed number of runs (installs cargo-fuzz if missing; no sanitizer, so stable
+# Rust is enough). Logs and new corpus entries stay under fuzz/target and fuzz/corpus.
+fuzz runs="200000":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    cd fuzz
+    mkdir -p target
+    for target in parse_request routes chunked; do
+        case "$target" in
+            chunked) seeds=seeds/chunked; dict=() ;;
+            *) seeds=seeds/http; dict=(-dict=http.dict) ;;
+        esac
+        mkdir -p "corpus/$target"
+        echo "== $target: {{runs}} runs"
+        if ! cargo fuzz run -s none "$target" "corpus/$target" "$seeds" -- \
+                -runs={{runs}} "${dict[@]}" -print_final_stats=1 >"target/$target.log" 2>&1; then
+            tail -n 40 "target/$target.log"
+            echo "== $target FAILED; the crashing input is under fuzz/artifacts/$target/"
+            exit 1
+        fi
+        grep -E '^(Done [0-9]+ runs|stat::number_of_executed_units|stat::new_units_added)' "target/$target.log" | sed 's/^/   /'
+    done

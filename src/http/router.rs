@@ -50,8 +50,8 @@ impl Miss {
     }
 }
 
-/// Keeps echoed input short and on one line.
-fn printable(s: &str) -> String {
+/// Keeps input echoed in an error reply short and on one line: at most 200 characters, no controls.
+pub fn printable(s: &str) -> String {
     s.chars().take(200).filter(|c| !c.is_control()).collect()
 }
 

@@ -20,7 +20,7 @@ use super::auth::Kind;
 use super::state::{Instance, RegisterError, Registered, ServiceSummary};
 use super::watch::{DEFAULT_WAIT, MAX_WAIT, MAX_WATCHERS};
 use super::{Shared, MAX_TTL};
-use crate::http::router::Router;
+use crate::http::router::{printable, Router};
 use crate::http::{server, Handler, Request, Response};
 use crate::{addr, duration, json, log};
 use std::sync::Arc;
@@ -209,7 +209,15 @@ impl Routes {
             log::line("registry", format_args!("{service} {addr} deregistered"));
             Response::text(200, format!("{addr} deregistered from {service}\n"))
         } else {
-            Response::error(404, format_args!("{addr} is not registered in {service}"))
+            // Both are raw path segments here (nothing validated them): echo them on one line.
+            Response::error(
+                404,
+                format_args!(
+                    "{} is not registered in {}",
+                    printable(addr),
+                    printable(service)
+                ),
+            )
         }
     }
 
@@ -403,5 +411,26 @@ fn health(i: &Instance) -> &'static str {
         "healthy"
     } else {
         "excluded"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::parse::parse_request;
+    use crate::registry::Config;
+
+    fn answer(raw: &str) -> Response {
+        let (req, _) = parse_request(raw.as_bytes()).unwrap().unwrap();
+        Routes::new(Arc::new(Shared::new(Config::default()))).answer(&req)
+    }
+
+    /// Found by the `routes` fuzz target: the 404 echoed decoded path segments verbatim, so a
+    /// percent-encoded CR or LF split the one-line error reply.
+    #[test]
+    fn deregistering_an_unknown_address_with_control_bytes_answers_one_line() {
+        let resp = answer("DELETE /v1/services/a%0Db/127.0.0.1%0A22%1B HTTP/1.1\r\n\r\n");
+        assert_eq!(resp.status, 404);
+        assert_eq!(resp.body, b"127.0.0.122 is not registered in ab\n");
     }
 }

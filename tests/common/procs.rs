@@ -29,8 +29,15 @@ pub struct Proc {
 impl Proc {
     /// Starts `mini ARGS` and waits for its `listening on ADDR` line.
     pub fn start(args: &[&str]) -> Proc {
-        let mut child = mini()
-            .args(args)
+        let mut cmd = mini();
+        cmd.args(args);
+        Proc::spawn(cmd)
+    }
+
+    /// Starts `cmd` (which must end up running a `mini` role, e.g. through a shell that `exec`s it)
+    /// and waits for its `listening on ADDR` line.
+    pub fn spawn(mut cmd: Command) -> Proc {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -49,7 +56,7 @@ impl Proc {
         });
         let addr = rx
             .recv_timeout(PROC_DEADLINE)
-            .unwrap_or_else(|_| panic!("mini {args:?} never said where it listens"));
+            .unwrap_or_else(|_| panic!("{cmd:?} never said where it listens"));
         Proc { child, addr, log }
     }
 

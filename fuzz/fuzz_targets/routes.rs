@@ -1,0 +1,67 @@
+//! The parser, the router and both roles' handlers over arbitrary bytes: each input is a stream of
+//! pipelined requests, answered in order by a fresh registry (so registrations made early in the
+//! input are seen by later requests) and by an adder. Every response has a status in 100..600,
+//! encodes to a well-formed HTTP/1.1 response whose framing matches its body, and an error body is
+//! one line ending in '\n' (except the original registry's no-newline "no service availble").
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mini::http::parse::parse_request;
+use mini::http::response::TEXT;
+use mini::http::Response;
+use mini::registry::routes::{Routes, NO_SERVICE_BODY};
+use mini::registry::{Config, Shared};
+use std::sync::Arc;
+
+/// At most this many requests per input, so one input stays fast.
+const MAX_REQUESTS: usize = 16;
+
+fuzz_target!(|data: &[u8]| {
+    let registry = Routes::new(Arc::new(Shared::new(Config::default())));
+    let adder = mini::adder::Routes::default();
+    let mut rest = data;
+    for _ in 0..MAX_REQUESTS {
+        let Ok(Some((req, used))) = parse_request(rest) else {
+            break;
+        };
+        rest = &rest[used..];
+        check(&registry.answer(&req));
+        check(&adder.answer(&req));
+    }
+});
+
+fn check(resp: &Response) {
+    assert!((100..600).contains(&resp.status), "{resp:?}");
+    if resp.status >= 400 && resp.content_type == TEXT && resp.body != NO_SERVICE_BODY.as_bytes() {
+        assert!(resp.body.ends_with(b"\n"), "{resp:?}");
+        let lines = resp.body.iter().filter(|b| **b == b'\n').count();
+        assert_eq!(lines, 1, "a multi-line error body: {resp:?}");
+    }
+    for keep_alive in [true, false] {
+        let mut wire = Vec::new();
+        resp.encode(keep_alive, false, &mut wire);
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut parsed = httparse::Response::new(&mut headers);
+        let head = match parsed.parse(&wire) {
+            Ok(httparse::Status::Complete(n)) => n,
+            other => panic!("encoded response does not parse: {other:?}: {resp:?}"),
+        };
+        assert_eq!(parsed.code, Some(resp.status));
+        let lengths: Vec<&[u8]> = parsed
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .map(|h| h.value)
+            .collect();
+        assert_eq!(
+            lengths,
+            [resp.body.len().to_string().as_bytes()],
+            "{resp:?}"
+        );
+        assert_eq!(wire.len() - head, resp.body.len(), "{resp:?}");
+        assert_eq!(
+            parsed.headers.len(),
+            2 + usize::from(!keep_alive) + resp.headers.len()
+        );
+    }
+}
