@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Registry lookups one call may make before giving up.
 pub const MAX_LOOKUPS: usize = 16;
@@ -21,6 +21,12 @@ pub const MAX_LOOKUPS: usize = 16;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Time one HTTP exchange may take; a slower adder counts as failed and the next one is tried.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a lookup keeps trying while no registry can be reached (a restart takes milliseconds).
+pub const UNREACHABLE_PATIENCE: Duration = Duration::from_secs(1);
+/// How long a lookup keeps trying while the registry warms up (its default warm-up is one 5 s beat).
+pub const WARMUP_PATIENCE: Duration = Duration::from_secs(6);
+/// First pause between lookups that found no registry ready; it doubles up to a second.
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
 
 /// Why a call produced no sum.
 #[derive(Debug)]
@@ -202,8 +208,28 @@ impl Caller {
         })
     }
 
-    /// Asks the current registry, failing over to the next ones when it cannot be reached.
+    /// Asks the registries; while none can be reached, or one says it is warming up (503), asks again
+    /// with a growing pause, for at most [`UNREACHABLE_PATIENCE`] or [`WARMUP_PATIENCE`].
     async fn lookup(&self, failed: &[String]) -> Result<String, CallError> {
+        let start = Instant::now();
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let answer = self.lookup_once(failed).await;
+            let patience = match &answer {
+                Err(CallError::RegistryUnreachable(..)) => UNREACHABLE_PATIENCE,
+                Err(CallError::Registry(503, _)) => WARMUP_PATIENCE,
+                _ => return answer,
+            };
+            if start.elapsed() + pause > patience {
+                return answer;
+            }
+            smol::Timer::after(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Asks the current registry, failing over to the next ones when it cannot be reached.
+    async fn lookup_once(&self, failed: &[String]) -> Result<String, CallError> {
         let n = self.registries.len();
         let first = self.current.load(Ordering::Relaxed);
         let mut last_error = None;

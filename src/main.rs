@@ -69,6 +69,13 @@ struct RegistryArgs {
         from_str_fn(duration::parse)
     )]
     ttl: Duration,
+    /// after start, how long an empty lookup answers 503 (retry) rather than 400 (default 5s, a beat)
+    #[argh(
+        option,
+        default = "registry::DEFAULT_WARMUP",
+        from_str_fn(duration::parse)
+    )]
+    warmup: Duration,
     /// token that registering, renewing and deregistering need (or MINI_TOKEN)
     #[argh(option)]
     token: Option<String>,
@@ -230,6 +237,7 @@ fn run_registry(a: RegistryArgs) -> ExitCode {
         probe_interval: a.probe_interval,
         probe_timeout: a.probe_timeout,
         ttl: a.ttl,
+        warmup: a.warmup,
         ..registry::Config::default()
     };
     mini::rt::block_on(async {

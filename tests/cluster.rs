@@ -165,15 +165,57 @@ fn sigterm_deregisters_the_adder() {
 }
 
 #[test]
-fn a_restarted_registry_knows_the_adders_again_within_a_beat() {
-    let reg = Proc::registry(FAST);
+fn a_restarted_registry_knows_the_adders_again_within_a_beat_and_no_call_fails() {
+    let mut reg = Proc::registry(FAST);
     let addr = reg.addr.clone();
-    let adders: Vec<Proc> = (0..3).map(|_| Proc::adder(&addr)).collect();
-    eventually("registered", || healthy(&addr).len() == 3);
-    drop(reg);
-    let _again = Proc::start(&["registry", "--listen", &addr, "--probe-interval", "200ms"]);
-    eventually("all three beat into the new registry", || {
-        healthy(&addr).len() == 3
+    let adders: Vec<Proc> = (0..5).map(|_| Proc::adder(&addr)).collect();
+    eventually("registered", || healthy(&addr).len() == 5);
+    let calls = common::procs::mini()
+        .args([
+            "client",
+            "5",
+            "6",
+            "--registry",
+            &addr,
+            "--repeat",
+            "3000",
+            "--concurrency",
+            "2",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("client");
+    reg.kill();
+    // Warm-up of a beat or so: until then an empty lookup is a 503 that the client waits out.
+    let _again = Proc::start(&[
+        "registry",
+        "--listen",
+        &addr,
+        "--probe-interval",
+        "200ms",
+        "--warmup",
+        "1s",
+    ]);
+    eventually("all five beat into the new registry", || {
+        healthy(&addr).len() == 5
     });
+    let out = calls.wait_with_output().expect("client");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let (served, failed) = tally(&stderr);
+    assert_eq!(failed, 0);
+    assert_eq!(served.values().sum::<u64>(), 3000);
     drop(adders);
+}
+
+#[test]
+fn a_warming_registry_answers_503_then_the_original_400() {
+    let reg = Proc::registry(&["--probe-interval", "60s", "--warmup", "300ms"]);
+    let (status, body) = get(&reg.addr, "/serviceAddr?queryParam=add");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("retry"), "{body}");
+    eventually("the warm-up ends", || {
+        get(&reg.addr, "/serviceAddr?queryParam=add").0 == 400
+    });
 }

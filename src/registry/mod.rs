@@ -27,6 +27,9 @@ pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Lease of a registration: three heartbeats of 5 s, so one lost beat never drops a live instance.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
+/// After a start, how long an empty lookup answers 503 (retry) instead of 400 (none): one beat of the
+/// original design, the time every live instance needs to register again after a registry restart.
+pub const DEFAULT_WARMUP: Duration = Duration::from_secs(5);
 /// Longest TTL a caller may ask for with `?ttl=`.
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
 
@@ -41,6 +44,8 @@ pub struct Config {
     pub probe_timeout: Duration,
     /// Lease given to registrations that do not ask for one.
     pub ttl: Duration,
+    /// Time after start during which an empty lookup is a 503 to retry, not a 400.
+    pub warmup: Duration,
     /// Size caps.
     pub limits: Limits,
     /// HTTP server timeouts and connection cap.
@@ -56,6 +61,7 @@ impl Default for Config {
             probe_interval: DEFAULT_PROBE_INTERVAL,
             probe_timeout: DEFAULT_PROBE_TIMEOUT,
             ttl: DEFAULT_TTL,
+            warmup: DEFAULT_WARMUP,
             limits: Limits::default(),
             server: ServerConfig::default(),
             access: auth::Access::default(),

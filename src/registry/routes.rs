@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_SERVICE: &str = "add";
 /// The original registry's body when it has no instance; its client compares against this spelling.
 pub const NO_SERVICE_BODY: &str = "no service availble";
+/// The reason of the 503 a lookup gets while the registry warms up and has no instance yet.
+pub const WARMING_UP: &str = "registry just started: instances are still beating in, retry shortly";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
@@ -161,8 +163,14 @@ impl Routes {
         let picked = self.shared.state().pick(service, &mut fastrand::Rng::new());
         match picked {
             Some(addr) => Response::text(200, &*addr),
+            None if self.warming_up() => Response::error(503, WARMING_UP),
             None => Response::text(400, NO_SERVICE_BODY),
         }
+    }
+
+    /// A registry that just started has not heard every instance's beat yet: "none" may be untrue.
+    fn warming_up(&self) -> bool {
+        self.shared.metrics.started.elapsed() < self.shared.config.warmup
     }
 
     fn put(&self, req: &Request, service: &str, addr: &str) -> Response {
