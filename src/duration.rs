@@ -33,6 +33,23 @@ pub fn parse(value: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Like [`parse`], but `0` (or `0s`, `0ms`) is allowed and means "none".
+///
+/// ```
+/// assert_eq!(mini::duration::parse_or_zero("0s"), Ok(std::time::Duration::ZERO));
+/// assert!(mini::duration::parse_or_zero("-1s").is_err());
+/// ```
+pub fn parse_or_zero(value: &str) -> Result<Duration, String> {
+    let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b == b'0')
+        && matches!(&value[digits.len()..], "" | "s" | "ms" | "m")
+    {
+        return Ok(Duration::ZERO);
+    }
+    parse(value)
+}
+
 /// Longest accepted duration: a day is already absurd for any timer here.
 pub const MAX: Duration = Duration::from_secs(24 * 3600);
 

@@ -69,11 +69,11 @@ struct RegistryArgs {
         from_str_fn(duration::parse)
     )]
     ttl: Duration,
-    /// after start, how long an empty lookup answers 503 (retry) rather than 400 (default 5s, a beat)
+    /// after start, how long an empty lookup answers 503 (retry) rather than 400 (default 5s; 0 for none)
     #[argh(
         option,
         default = "registry::DEFAULT_WARMUP",
-        from_str_fn(duration::parse)
+        from_str_fn(duration::parse_or_zero)
     )]
     warmup: Duration,
     /// token that registering, renewing and deregistering need (or MINI_TOKEN)
