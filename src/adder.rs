@@ -15,6 +15,7 @@ use crate::http::server::{self, ServerConfig};
 use crate::http::{Handler, Request, Response};
 use crate::log;
 use crate::metrics::{Counter, Exposition, HttpCounts};
+use crate::registry::auth::bearer;
 use crate::registry::routes::DEFAULT_SERVICE;
 use async_net::TcpListener;
 use smol::stream::StreamExt;
@@ -328,18 +329,12 @@ async fn heartbeat(
 ) {
     let target = heartbeat_target(&me, &config.service);
     let bearer = bearer(config.token.as_deref());
-    let headers = auth_headers(&bearer);
-    let beat = crate::http::client::Request {
-        method: "POST",
-        addr: &registry,
-        target: &target,
-        headers: &headers,
-        body: b"",
-    };
     let mut ticks = Timer::interval(config.beat);
     let mut ok = None;
     loop {
-        let result = client.request(&beat).await;
+        let result = client
+            .call("POST", &registry, &target, bearer.as_deref())
+            .await;
         let now_ok = matches!(&result, Ok(r) if r.status == 200);
         let counter = if now_ok {
             &metrics.beats_ok
@@ -374,32 +369,12 @@ async fn heartbeat(
     }
 }
 
-/// The `Authorization` value for the configured token, if any.
-pub fn bearer(token: Option<&str>) -> Option<String> {
-    token.map(|t| format!("Bearer {t}"))
-}
-
-/// Headers carrying `bearer`, in the shape the HTTP client takes.
-pub fn auth_headers(bearer: &Option<String>) -> Vec<(&'static str, &str)> {
-    bearer
-        .iter()
-        .map(|v| ("Authorization", v.as_str()))
-        .collect()
-}
-
 async fn deregister(client: Client, config: Config, registry: String, me: String) {
     let target = format!("/v1/services/{}/{me}", config.service);
     let bearer = bearer(config.token.as_deref());
-    let headers = auth_headers(&bearer);
     let me = me.as_str();
-    let req = crate::http::client::Request {
-        method: "DELETE",
-        addr: &registry,
-        target: &target,
-        headers: &headers,
-        body: b"",
-    };
-    match server::with_timeout(DEREGISTER_TIMEOUT, client.request(&req)).await {
+    let leave = client.call("DELETE", &registry, &target, bearer.as_deref());
+    match server::with_timeout(DEREGISTER_TIMEOUT, leave).await {
         Some(Ok(r)) if r.status == 200 => {
             log::line("adder", format_args!("{me} deregistered from {registry}"))
         }

@@ -7,7 +7,7 @@
 
 use crate::balance::Strategy;
 use crate::discovery::Discovery;
-use crate::http::client::{Client, ClientConfig, ClientError, Request};
+use crate::http::client::{Client, ClientConfig, ClientError};
 use crate::registry::routes::NO_SERVICE_BODY;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -178,7 +178,7 @@ impl Caller {
 
     /// Sends `token` on lookups, for a registry started with `--token-reads`.
     pub fn with_token(mut self, token: Option<&str>) -> Caller {
-        self.bearer = crate::adder::bearer(token);
+        self.bearer = crate::registry::auth::bearer(token);
         self
     }
 
@@ -254,17 +254,9 @@ impl Caller {
 
     async fn lookup_at(&self, registry: &str, failed: &[String]) -> Result<String, CallError> {
         let target = format!("/serviceAddr?queryParam={}", self.service);
-        let headers = crate::adder::auth_headers(&self.bearer);
-        let req = Request {
-            method: "GET",
-            addr: registry,
-            target: &target,
-            headers: &headers,
-            body: b"",
-        };
         let resp = self
             .http
-            .request(&req)
+            .call("GET", registry, &target, self.bearer.as_deref())
             .await
             .map_err(|e| CallError::RegistryUnreachable(registry.to_string(), e))?;
         let body = resp.text();
@@ -307,7 +299,12 @@ impl Balanced {
     ) -> Balanced {
         Balanced {
             http: http_client(),
-            discovery: Discovery::start(registries, service, strategy, crate::adder::bearer(token)),
+            discovery: Discovery::start(
+                registries,
+                service,
+                strategy,
+                crate::registry::auth::bearer(token),
+            ),
         }
     }
 

@@ -3,7 +3,7 @@
 //! copy that a long-running caller picks from without asking the registry per call.
 
 use crate::balance::{Balancer, Strategy, EJECT_AFTER};
-use crate::http::client::{Client, ClientConfig, ClientError, Request};
+use crate::http::client::{Client, ClientConfig, ClientError};
 use smol::channel::{Receiver, Sender};
 use smol::Timer;
 use std::collections::BTreeMap;
@@ -142,16 +142,8 @@ pub async fn fetch(
             wait.as_millis()
         ),
     };
-    let headers = crate::adder::auth_headers(bearer);
-    let req = Request {
-        method: "GET",
-        addr: registry,
-        target: &target,
-        headers: &headers,
-        body: b"",
-    };
     let resp = http
-        .request(&req)
+        .call("GET", registry, &target, bearer.as_deref())
         .await
         .map_err(|e| FetchError::Unreachable(registry.to_string(), e))?;
     if resp.status != 200 {

@@ -401,7 +401,7 @@ fn run_watch(a: WatchArgs) -> ExitCode {
     mini::rt::block_on(mini::watcher::run(
         &a.registry,
         &a.service,
-        mini::adder::bearer(token.as_deref()),
+        mini::registry::auth::bearer(token.as_deref()),
     ));
     ExitCode::SUCCESS
 }

@@ -4,22 +4,8 @@
 
 mod common;
 
-use common::procs::{client, eventually, healthy, Proc};
+use common::procs::{client, eventually, healthy, tally, Proc};
 use std::collections::BTreeMap;
-
-fn tally(stderr: &str) -> (BTreeMap<String, u64>, u64) {
-    let mut served = BTreeMap::new();
-    let mut failed = None;
-    for line in stderr.lines() {
-        if let Some((addr, n)) = line.split_once(" served ") {
-            served.insert(addr.to_string(), n.trim().parse().expect("count"));
-        }
-        if let Some(n) = line.strip_prefix("failed calls: ") {
-            failed = Some(n.trim().parse().expect("failed count"));
-        }
-    }
-    (served, failed.expect("a failed-calls line"))
-}
 
 fn run(args: &[&str]) -> (BTreeMap<String, u64>, u64, String) {
     let out = client(args);

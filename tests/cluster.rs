@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::procs::{client, eventually, get, healthy, listed, Proc};
-use std::collections::BTreeMap;
+use common::procs::{client, eventually, get, healthy, listed, tally, Proc};
 
 /// Fast timings so a test takes a second, not a minute.
 const FAST: &[&str] = &[
@@ -23,21 +22,6 @@ fn cluster(adders: usize, registry_flags: &[&str]) -> (Proc, Vec<Proc>) {
         healthy(&reg.addr).len() == adders.len()
     });
     (reg, adders)
-}
-
-/// Parses the `ADDR served N` lines of `--repeat` and the failed count.
-fn tally(stderr: &str) -> (BTreeMap<String, u64>, u64) {
-    let mut served = BTreeMap::new();
-    let mut failed = None;
-    for line in stderr.lines() {
-        if let Some((addr, n)) = line.split_once(" served ") {
-            served.insert(addr.to_string(), n.trim().parse().expect("count"));
-        }
-        if let Some(n) = line.strip_prefix("failed calls: ") {
-            failed = Some(n.trim().parse().expect("failed count"));
-        }
-    }
-    (served, failed.expect("a failed-calls line"))
 }
 
 #[test]

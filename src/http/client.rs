@@ -245,6 +245,29 @@ impl Client {
         self.request(&simple("POST", addr, target, body)).await
     }
 
+    /// Sends `METHOD target` with an empty body and, when given, an `Authorization` value: the shape of
+    /// every heartbeat, deregistration and lookup the roles send.
+    pub async fn call(
+        &self,
+        method: &str,
+        addr: &str,
+        target: &str,
+        authorization: Option<&str>,
+    ) -> Result<Response, ClientError> {
+        let auth: Vec<(&str, &str)> = authorization
+            .map(|v| ("Authorization", v))
+            .into_iter()
+            .collect();
+        let req = Request {
+            method,
+            addr,
+            target,
+            headers: &auth,
+            body: b"",
+        };
+        self.request(&req).await
+    }
+
     /// Sends `req` and reads the whole response, within the request timeout.
     ///
     /// A pooled connection is reused when available; if the server had closed

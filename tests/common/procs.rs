@@ -178,3 +178,18 @@ pub fn client(args: &[&str]) -> Output {
         .output()
         .expect("run client")
 }
+
+/// Parses the `ADDR served N` lines and the `failed calls: N` line that `--repeat` prints on stderr.
+pub fn tally(stderr: &str) -> (std::collections::BTreeMap<String, u64>, u64) {
+    let mut served = std::collections::BTreeMap::new();
+    let mut failed = None;
+    for line in stderr.lines() {
+        if let Some((addr, n)) = line.split_once(" served ") {
+            served.insert(addr.to_string(), n.trim().parse().expect("count"));
+        }
+        if let Some(n) = line.strip_prefix("failed calls: ") {
+            failed = Some(n.trim().parse().expect("failed count"));
+        }
+    }
+    (served, failed.expect("a failed-calls line"))
+}
