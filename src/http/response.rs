@@ -70,7 +70,11 @@ impl Response {
     /// ```
     pub fn encode(&self, keep_alive: bool, http10: bool, out: &mut Vec<u8>) {
         out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status_line(self.status).as_bytes());
+        out.extend_from_slice(self.status.to_string().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(reason(self.status).as_bytes());
+        out.extend_from_slice(b"\r\nDate: ");
+        date::append(out);
         out.extend_from_slice(b"\r\nContent-Type: ");
         out.extend_from_slice(self.content_type.as_bytes());
         out.extend_from_slice(b"\r\nContent-Length: ");
@@ -91,28 +95,98 @@ impl Response {
     }
 }
 
-/// The status code with its reason phrase.
-pub fn status_line(status: u16) -> &'static str {
+/// The reason phrase of a status code ("Unknown" for codes this crate never sends).
+pub fn reason(status: u16) -> &'static str {
     match status {
-        200 => "200 OK",
-        201 => "201 Created",
-        204 => "204 No Content",
-        400 => "400 Bad Request",
-        401 => "401 Unauthorized",
-        403 => "403 Forbidden",
-        404 => "404 Not Found",
-        405 => "405 Method Not Allowed",
-        408 => "408 Request Timeout",
-        409 => "409 Conflict",
-        411 => "411 Length Required",
-        413 => "413 Content Too Large",
-        414 => "414 URI Too Long",
-        429 => "429 Too Many Requests",
-        431 => "431 Request Header Fields Too Large",
-        500 => "500 Internal Server Error",
-        501 => "501 Not Implemented",
-        502 => "502 Bad Gateway",
-        503 => "503 Service Unavailable",
-        _ => "500 Internal Server Error",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+/// `Date` header values, formatted once per second per thread (RFC 9110 asks origin servers with a
+/// clock to send one; formatting it per response would cost more than the rest of a lookup).
+mod date {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    thread_local! {
+        static CACHE: RefCell<(u64, String)> = RefCell::new((u64::MAX, String::new()));
+    }
+
+    /// Appends the current IMF-fixdate, e.g. `Wed, 25 Nov 2026 03:00:44 GMT`.
+    pub fn append(out: &mut Vec<u8>) {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.0 != secs {
+                *cache = (secs, format(secs));
+            }
+            out.extend_from_slice(cache.1.as_bytes());
+        });
+    }
+
+    /// Formats seconds since the epoch as an IMF-fixdate.
+    pub fn format(secs: u64) -> String {
+        const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let days = secs / 86_400;
+        let (y, m, d) = civil(days as i64);
+        let t = secs % 86_400;
+        format!(
+            "{}, {d:02} {} {y} {:02}:{:02}:{:02} GMT",
+            DAYS[(days % 7) as usize],
+            MONTHS[(m - 1) as usize],
+            t / 3600,
+            t / 60 % 60,
+            t % 60
+        )
+    }
+
+    /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's civil-from-days.
+    fn civil(z: i64) -> (i64, i64, i64) {
+        let z = z + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        (yoe + era * 400 + i64::from(m <= 2), m, d)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn formats_known_instants() {
+            assert_eq!(super::format(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+            assert_eq!(super::format(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+            assert_eq!(
+                super::format(1_795_575_644),
+                "Wed, 25 Nov 2026 03:00:44 GMT"
+            );
+        }
     }
 }
