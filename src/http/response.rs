@@ -128,7 +128,7 @@ mod date {
     use std::time::{SystemTime, UNIX_EPOCH};
 
     thread_local! {
-        static CACHE: RefCell<(u64, String)> = RefCell::new((u64::MAX, String::new()));
+        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
 
     /// Appends the current IMF-fixdate, e.g. `Wed, 25 Nov 2026 03:00:44 GMT`.
