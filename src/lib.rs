@@ -10,10 +10,12 @@
 
 pub mod adder;
 pub mod addr;
+pub mod base64;
 pub mod client;
 pub mod duration;
 pub mod http;
 pub mod json;
+pub mod jsonread;
 pub mod log;
 pub mod registry;
 pub mod rt;
