@@ -13,6 +13,7 @@ pub mod addr;
 pub mod base64;
 pub mod client;
 pub mod duration;
+pub mod etcd;
 pub mod http;
 pub mod json;
 pub mod jsonread;
