@@ -3,6 +3,7 @@
 //! Exit codes: 0 done, 1 the work failed (no adder, registry unreachable), 2 bad arguments.
 
 use argh::FromArgs;
+use mini::registry::store::StoreConfig;
 use mini::{adder, client, duration, registry};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -50,6 +51,13 @@ struct RegistryArgs {
         from_str_fn(duration::parse)
     )]
     ttl: Duration,
+    /// where registrations live: memory (default) or etcd, shared by several registries
+    #[argh(option, default = "String::from(\"memory\")")]
+    store: String,
+    /// etcd members for --store etcd: http://HOST:PORT[,http://...] (default $MINI_ETCD, else
+    /// http://127.0.0.1:2379)
+    #[argh(option)]
+    etcd: Option<String>,
 }
 
 /// Run an adder on PORT (0 picks a free one) and keep it registered.
@@ -155,8 +163,33 @@ fn runtime_error(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// Default etcd client URL, etcd's own default.
+const DEFAULT_ETCD: &str = "http://127.0.0.1:2379";
+
+/// `--store` and `--etcd` (or `MINI_ETCD`) into a store configuration.
+fn store_config(store: &str, etcd: Option<String>) -> Result<StoreConfig, String> {
+    match store {
+        "memory" if etcd.is_some() => Err("--etcd needs --store etcd".into()),
+        "memory" => Ok(StoreConfig::Memory),
+        "etcd" => {
+            let urls = etcd
+                .or_else(|| std::env::var("MINI_ETCD").ok())
+                .unwrap_or_else(|| DEFAULT_ETCD.to_string());
+            mini::etcd::parse_endpoints(&urls)
+                .map(StoreConfig::Etcd)
+                .map_err(|e| format!("--etcd: {e}"))
+        }
+        other => Err(format!("--store {other:?}: expected memory or etcd")),
+    }
+}
+
 fn run_registry(a: RegistryArgs) -> ExitCode {
+    let store = match store_config(&a.store, a.etcd) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
     let config = registry::Config {
+        store,
         listen: a.listen,
         probe_interval: a.probe_interval,
         probe_timeout: a.probe_timeout,

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod election;
+pub mod registry;
 pub mod watch;
 
 use crate::jsonread;

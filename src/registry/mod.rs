@@ -7,12 +7,14 @@
 pub mod probe;
 pub mod routes;
 pub mod state;
+pub mod store;
 
 use crate::http::server::{self, ServerConfig};
 use async_net::TcpListener;
 use state::{Limits, Registry};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use store::{Store, StoreConfig};
 
 /// The address the original registry listened on; old nodes and clients expect it.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6666";
@@ -40,6 +42,8 @@ pub struct Config {
     pub limits: Limits,
     /// HTTP server timeouts and connection cap.
     pub server: ServerConfig,
+    /// Where registrations live (`--store`): memory, or etcd shared by several registries.
+    pub store: StoreConfig,
 }
 
 impl Default for Config {
@@ -51,6 +55,7 @@ impl Default for Config {
             ttl: DEFAULT_TTL,
             limits: Limits::default(),
             server: ServerConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -61,14 +66,22 @@ pub struct Shared {
     state: Mutex<Registry>,
     /// The configuration the registry started with.
     pub config: Config,
+    /// Where writes go: the local state itself, or etcd (the local state is then its copy).
+    pub store: Store,
 }
 
 impl Shared {
-    /// Wraps a fresh, empty registry.
+    /// Wraps a fresh, empty registry kept in memory.
     pub fn new(config: Config) -> Shared {
+        Shared::with_store(config, Store::Memory)
+    }
+
+    /// Wraps a fresh, empty registry whose writes go to `store`.
+    pub fn with_store(config: Config, store: Store) -> Shared {
         Shared {
             state: Mutex::new(Registry::new(config.limits)),
             config,
+            store,
         }
     }
 
@@ -90,9 +103,17 @@ impl Shared {
 /// });
 /// ```
 pub async fn run(listener: TcpListener, config: Config) {
-    let shared = Arc::new(Shared::new(config));
+    let id = match listener.local_addr() {
+        Ok(addr) => format!("{addr}/{:08x}", fastrand::u32(..)),
+        Err(_) => format!("registry/{:08x}", fastrand::u32(..)),
+    };
+    let store = Store::open(&config.store, id, config.ttl);
+    let shared = Arc::new(Shared::with_store(config, store));
+    shared.store.start(&shared);
     crate::rt::spawn(probe::probe_loop(shared.clone())).detach();
-    crate::rt::spawn(probe::sweep_loop(shared.clone())).detach();
+    if shared.store.sweeps() {
+        crate::rt::spawn(probe::sweep_loop(shared.clone())).detach();
+    }
     let server_config = shared.config.server;
     server::serve(
         listener,

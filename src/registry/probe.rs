@@ -30,7 +30,9 @@ pub async fn probe_loop(shared: Arc<Shared>) {
     });
     let mut ticks = Timer::interval(shared.config.probe_interval);
     while ticks.next().await.is_some() {
-        probe_round(&shared, &client).await;
+        if shared.store.probes() {
+            probe_round(&shared, &client).await;
+        }
     }
 }
 
@@ -44,7 +46,7 @@ pub async fn probe_round(shared: &Arc<Shared>, client: &Client) {
         tasks.push(crate::rt::spawn(async move {
             let _permit = permits.acquire().await;
             let outcome = probe(&client, &target.addr).await;
-            record(&shared, &target, outcome);
+            record(&shared, &target, outcome).await;
         }));
     }
     for task in tasks {
@@ -61,13 +63,11 @@ async fn probe(client: &Client, addr: &str) -> Result<(), String> {
     }
 }
 
-fn record(shared: &Shared, target: &Target, outcome: Result<(), String>) {
-    let changed = shared.state().mark_probe(
-        &target.service,
-        &target.addr,
-        outcome.is_ok(),
-        Instant::now(),
-    );
+async fn record(shared: &Shared, target: &Target, outcome: Result<(), String>) {
+    let changed = shared
+        .store
+        .record_probe(shared, target, outcome.is_ok())
+        .await;
     if !changed {
         return;
     }

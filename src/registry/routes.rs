@@ -8,12 +8,13 @@
 //! | `DELETE /v1/services/{service}/{addr}` | deregister |
 //! | `GET /v1/services` | services with live/total counts |
 //! | `GET /v1/services/{service}` | instances with health, beat, probe and lease |
-//! | `GET /health` | 200 while the registry runs |
+//! | `GET /health` | 200 while the registry runs (`degraded: ...` while etcd is unreachable) |
 //!
 //! Listings are plain text unless the caller asks for JSON (`Accept: application/json` or
 //! `?format=json`).
 
 use super::state::{Instance, RegisterError, Registered, ServiceSummary};
+use super::store::StoreError;
 use super::{Shared, MAX_TTL};
 use crate::http::router::Router;
 use crate::http::{Handler, Request, Response};
@@ -62,30 +63,31 @@ impl Routes {
         }
     }
 
-    /// Answers one request synchronously: every registry route is a short critical section.
-    pub fn answer(&self, req: &Request) -> Response {
+    /// Answers one request. Reads are a short critical section on the local state; writes may wait
+    /// on the store (etcd).
+    pub async fn answer(&self, req: &Request) -> Response {
         let (route, params) = match self.router.find(&req.method, &req.segments) {
             Ok(found) => found,
             Err(miss) => return miss.response(&req.method, req.path()),
         };
         match (route, params.as_slice()) {
-            (Route::RegisterList, _) => self.register_list(req),
+            (Route::RegisterList, _) => self.register_list(req).await,
             (Route::ServiceAddr, _) => self.service_addr(req),
-            (Route::Put, [service, addr]) => self.put(req, service, addr),
-            (Route::Delete, [service, addr]) => self.delete(service, addr),
+            (Route::Put, [service, addr]) => self.put(req, service, addr).await,
+            (Route::Delete, [service, addr]) => self.delete(service, addr).await,
             (Route::Services, _) => self.services(req),
             (Route::Service, [service]) => self.service(req, service),
-            (Route::Health, _) => Response::text(200, "ok\n"),
+            (Route::Health, _) => self.health(),
             _ => Response::error(500, "route table and handlers disagree"),
         }
     }
 
-    fn register_list(&self, req: &Request) -> Response {
+    async fn register_list(&self, req: &Request) -> Response {
         let Some(ip) = req.query("ip") else {
             return Response::error(400, "missing ip=HOST:PORT");
         };
         let service = req.query("service").unwrap_or(DEFAULT_SERVICE);
-        match self.register(service, ip, self.shared.config.ttl) {
+        match self.register(service, ip, self.shared.config.ttl).await {
             Ok(()) => Response::text(200, format!("{ip} registered")),
             Err(resp) => resp,
         }
@@ -102,7 +104,7 @@ impl Routes {
         }
     }
 
-    fn put(&self, req: &Request, service: &str, addr: &str) -> Response {
+    async fn put(&self, req: &Request, service: &str, addr: &str) -> Response {
         let ttl = match req.query("ttl").map(duration::parse) {
             None => self.shared.config.ttl,
             Some(Ok(ttl)) if ttl <= MAX_TTL => ttl,
@@ -114,19 +116,18 @@ impl Routes {
             }
             Some(Err(why)) => return Response::error(400, format_args!("bad ttl: {why}")),
         };
-        match self.register(service, addr, ttl) {
+        match self.register(service, addr, ttl).await {
             Ok(()) => Response::text(200, format!("{addr} registered in {service}\n")),
             Err(resp) => resp,
         }
     }
 
     /// Validates and registers; the error is the reply to send.
-    fn register(&self, service: &str, addr: &str, ttl: Duration) -> Result<(), Response> {
+    async fn register(&self, service: &str, addr: &str, ttl: Duration) -> Result<(), Response> {
         addr::check(addr).map_err(|e| Response::error(400, format_args!("bad address: {e}")))?;
-        let result = self
-            .shared
-            .state()
-            .register(service, addr, ttl, Instant::now());
+        let result = (self.shared.store)
+            .register(&self.shared, service, addr, ttl)
+            .await;
         match result {
             Ok(Registered::New) => {
                 log::line(
@@ -136,17 +137,35 @@ impl Routes {
                 Ok(())
             }
             Ok(Registered::Renewed) => Ok(()),
-            Err(e @ RegisterError::BadServiceName) => Err(Response::error(400, e)),
-            Err(e) => Err(Response::error(429, e)),
+            Err(StoreError::Refused(e @ RegisterError::BadServiceName)) => {
+                Err(Response::error(400, e))
+            }
+            Err(StoreError::Refused(e)) => Err(Response::error(429, e)),
+            Err(e @ StoreError::Unavailable(_)) => Err(Response::error(503, e)),
         }
     }
 
-    fn delete(&self, service: &str, addr: &str) -> Response {
-        if self.shared.state().deregister(service, addr) {
-            log::line("registry", format_args!("{service} {addr} deregistered"));
-            Response::text(200, format!("{addr} deregistered from {service}\n"))
-        } else {
-            Response::error(404, format_args!("{addr} is not registered in {service}"))
+    async fn delete(&self, service: &str, addr: &str) -> Response {
+        match (self.shared.store)
+            .deregister(&self.shared, service, addr)
+            .await
+        {
+            Ok(true) => {
+                log::line("registry", format_args!("{service} {addr} deregistered"));
+                Response::text(200, format!("{addr} deregistered from {service}\n"))
+            }
+            Ok(false) => {
+                Response::error(404, format_args!("{addr} is not registered in {service}"))
+            }
+            Err(e) => Response::error(503, e),
+        }
+    }
+
+    /// `ok`, or `degraded: why` while the store cannot be reached (still 200: lookups work).
+    fn health(&self) -> Response {
+        match self.shared.store.degraded() {
+            None => Response::text(200, "ok\n"),
+            Some(why) => Response::text(200, format!("degraded: {why}\n")),
         }
     }
 
@@ -154,10 +173,12 @@ impl Routes {
         let services = self.shared.state().services();
         if wants_json(req) {
             let items = services.iter().map(summary_json);
-            let body = json::Object::new()
-                .raw("services", &json::array(items))
-                .finish();
-            return Response::json(200, body);
+            let mut body = json::Object::new();
+            body.raw("services", &json::array(items));
+            if let Some(why) = self.shared.store.degraded() {
+                body.str("degraded", &why);
+            }
+            return Response::json(200, body.finish());
         }
         let mut body = String::new();
         for s in &services {
@@ -165,6 +186,9 @@ impl Routes {
                 "{} live={} total={} index={}\n",
                 s.name, s.live, s.total, s.index
             ));
+        }
+        if let Some(why) = self.shared.store.degraded() {
+            body.push_str(&format!("degraded: {why}\n"));
         }
         Response::text(200, body)
     }
@@ -196,7 +220,7 @@ impl Routes {
 
 impl Handler for Routes {
     async fn handle(&self, req: Request) -> Response {
-        self.answer(&req)
+        self.answer(&req).await
     }
 }
 
