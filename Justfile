@@ -99,3 +99,76 @@ fuzz runs="200000":
         fi
         grep -E '^(Done [0-9]+ runs|stat::number_of_executed_units|stat::new_units_added)' "target/$target.log" | sed 's/^/   /'
     done
+# The shared-store demo: one etcd on loopback (temp data dir), registries on 6666 and 6667 with
+# --store etcd, five adders (1111..5555 beating to 6666), the client through 6667; Ctrl-C stops all.
+cluster-etcd: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    bin="{{bin}}"
+    logs=target/cluster-etcd
+    mkdir -p "$logs"
+    if ! command -v etcd >/dev/null 2>&1; then
+        echo "== installing etcd-server (apt-get)"
+        sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq etcd-server
+    fi
+    data=$(mktemp -d -t mini-etcd-XXXXXX)
+    pids=()
+    stop() {
+        trap - INT TERM EXIT
+        echo
+        echo "== stopping ${#pids[@]} processes"
+        kill "${pids[@]}" 2>/dev/null || true
+        wait 2>/dev/null || true
+        rm -rf "$data"
+        echo "== stopped; logs are in $logs/"
+    }
+    trap stop EXIT
+    trap 'exit 0' INT TERM
+    # etcd on 127.0.0.1:23790 (client) and 23800 (peer), so a system etcd on 2379 is left alone.
+    etcd_url=http://127.0.0.1:23790
+    echo "== starting etcd on $etcd_url (data $data, log: $logs/etcd.log)"
+    etcd --name mini --data-dir "$data" \
+        --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
+        --listen-peer-urls http://127.0.0.1:23800 --initial-advertise-peer-urls http://127.0.0.1:23800 \
+        --initial-cluster mini=http://127.0.0.1:23800 2>"$logs/etcd.log" &
+    pids+=($!)
+    for _ in $(seq 1 100); do
+        (exec 3<>/dev/tcp/127.0.0.1/23790) 2>/dev/null && break
+        sleep 0.1
+    done
+    for port in 6666 6667; do
+        "$bin" registry --listen 127.0.0.1:$port --store etcd --etcd "$etcd_url" \
+            2> >(tee "$logs/registry-$port.log" | sed "s/^/   [registry $port] /" >&2) &
+        pids+=($!)
+    done
+    live_adders() {
+        exec 3<>/dev/tcp/127.0.0.1/$1 || return 1
+        printf 'GET /v1/services HTTP/1.0\r\n\r\n' >&3
+        sed -n 's/^add live=\([0-9]*\).*/\1/p' <&3
+        exec 3<&-
+    }
+    sleep 0.3
+    for port in 1111 2222 3333 4444 5555; do
+        "$bin" adder "$port" --registry 127.0.0.1:6666 2>"$logs/adder-$port.log" &
+        pids+=($!)
+        echo "== adder on 127.0.0.1:$port, pid $! (log: $logs/adder-$port.log)"
+    done
+    echo "== waiting until registry 6667 sees all five adders (registered through 6666)"
+    for _ in $(seq 1 100); do
+        live=$(live_adders 6667 2>/dev/null || true)
+        [ "${live:-0}" = 5 ] && break
+        for pid in "${pids[@]}"; do
+            kill -0 "$pid" 2>/dev/null || { echo "process $pid exited early: is a port in use? see $logs/"; exit 1; }
+        done
+        sleep 0.1
+    done
+    [ "${live:-0}" = 5 ] || { echo "6667 did not see five adders within 10 s; see $logs/"; exit 1; }
+    echo "== all five adders visible through both registries"
+    echo "== mini client 5 6 --repeat 50 --registry 127.0.0.1:6667"
+    "$bin" client 5 6 --repeat 50 --registry 127.0.0.1:6667
+    echo
+    echo "== running. Try: curl 127.0.0.1:6667/v1/services/add ; curl 127.0.0.1:6667/health"
+    echo "     kill ${pids[0]}    # etcd: lookups keep answering from each registry's copy, /health says degraded"
+    echo "== Ctrl-C stops etcd, both registries and every adder"
+    wait

@@ -11,11 +11,14 @@
 pub mod adder;
 pub mod addr;
 pub mod balance;
+pub mod base64;
 pub mod client;
 pub mod discovery;
 pub mod duration;
+pub mod etcd;
 pub mod http;
 pub mod json;
+pub mod jsonread;
 pub mod log;
 pub mod metrics;
 pub mod registry;

@@ -5,6 +5,7 @@
 use argh::FromArgs;
 use mini::balance::Strategy;
 use mini::client::AnyCaller;
+use mini::registry::store::StoreConfig;
 use mini::{adder, client, duration, registry};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -82,6 +83,13 @@ struct RegistryArgs {
     /// require the token for lookups and listings too
     #[argh(switch)]
     token_reads: bool,
+    /// where registrations live: memory (default) or etcd, shared by several registries
+    #[argh(option, default = "String::from(\"memory\")")]
+    store: String,
+    /// etcd members for --store etcd: http://HOST:PORT[,http://...] (default $MINI_ETCD, else
+    /// http://127.0.0.1:2379)
+    #[argh(option)]
+    etcd: Option<String>,
 }
 
 /// Run an adder on PORT (0 picks a free one) and keep it registered.
@@ -223,12 +231,37 @@ fn token(flag: Option<String>) -> Result<Option<String>, ExitCode> {
     }
 }
 
+/// Default etcd client URL, etcd's own default.
+const DEFAULT_ETCD: &str = "http://127.0.0.1:2379";
+
+/// `--store` and `--etcd` (or `MINI_ETCD`) into a store configuration.
+fn store_config(store: &str, etcd: Option<String>) -> Result<StoreConfig, String> {
+    match store {
+        "memory" if etcd.is_some() => Err("--etcd needs --store etcd".into()),
+        "memory" => Ok(StoreConfig::Memory),
+        "etcd" => {
+            let urls = etcd
+                .or_else(|| std::env::var("MINI_ETCD").ok())
+                .unwrap_or_else(|| DEFAULT_ETCD.to_string());
+            mini::etcd::parse_endpoints(&urls)
+                .map(StoreConfig::Etcd)
+                .map_err(|e| format!("--etcd: {e}"))
+        }
+        other => Err(format!("--store {other:?}: expected memory or etcd")),
+    }
+}
+
 fn run_registry(a: RegistryArgs) -> ExitCode {
+    let store = match store_config(&a.store, a.etcd) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
     let token = match token(a.token) {
         Ok(t) => t,
         Err(code) => return code,
     };
     let config = registry::Config {
+        store,
         access: registry::auth::Access {
             token,
             reads: a.token_reads,

@@ -337,6 +337,49 @@ impl Client {
             }),
         }
     }
+
+    /// Sends `req` and returns the status and a [`BodyStream`] over the body as it arrives, for
+    /// long-lived responses such as etcd's watch, which never end.
+    ///
+    /// Connecting, writing and reading the response head are bounded by the request timeout;
+    /// reading the body is not (the caller bounds each wait), and lines are bounded by
+    /// [`MAX_STREAM_LINE`]. The connection is fresh and never pooled: dropping the stream closes it.
+    pub async fn stream(&self, req: &Request<'_>) -> Result<(u16, BodyStream), ClientError> {
+        let wire = encode_request(req)?;
+        let limit = self.inner.config.request_timeout;
+        smol::future::or(
+            async {
+                let mut conn = Conn::new(self.connect(req.addr).await?);
+                conn.stream
+                    .write_all(&wire)
+                    .await
+                    .map_err(ClientError::Io)?;
+                let head = read_final_head(&mut conn).await?;
+                let body = match body_framing(req.method, &head)? {
+                    Framing::Empty => StreamBody::Length(0),
+                    Framing::Length(n) => StreamBody::Length(n),
+                    Framing::Chunked => StreamBody::Chunked(ChunkedDecoder::new(usize::MAX)),
+                    Framing::UntilEof => StreamBody::UntilEof,
+                };
+                Ok((
+                    head.status,
+                    BodyStream {
+                        conn,
+                        body,
+                        decoded: Vec::new(),
+                        scanned: 0,
+                        line_limit: MAX_STREAM_LINE,
+                        ended: false,
+                    },
+                ))
+            },
+            async {
+                Timer::after(limit).await;
+                Err(ClientError::Timeout)
+            },
+        )
+        .await
+    }
 }
 
 fn simple<'a>(method: &'a str, addr: &'a str, target: &'a str, body: &'a [u8]) -> Request<'a> {
@@ -700,6 +743,114 @@ async fn read_to_eof(conn: &mut Conn) -> Result<Vec<u8>, ClientError> {
         if conn.read_more(READ_CHUNK).await? == 0 {
             return Ok(std::mem::take(&mut conn.buf));
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Streaming responses
+
+/// Longest line a [`BodyStream`] accepts before failing with [`ClientError::TooLarge`].
+pub const MAX_STREAM_LINE: usize = 1024 * 1024;
+
+/// How the rest of a streamed body is delimited.
+enum StreamBody {
+    Length(usize),
+    Chunked(ChunkedDecoder),
+    UntilEof,
+}
+
+/// The body of a response from [`Client::stream`], read as it arrives and split into lines.
+pub struct BodyStream {
+    conn: Conn,
+    body: StreamBody,
+    /// Decoded body bytes not yet returned.
+    decoded: Vec<u8>,
+    /// How much of `decoded` is known to hold no newline.
+    scanned: usize,
+    line_limit: usize,
+    ended: bool,
+}
+
+impl fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BodyStream")
+            .field("buffered", &self.decoded.len())
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BodyStream {
+    /// Sets the longest accepted line (default [`MAX_STREAM_LINE`]).
+    pub fn with_line_limit(mut self, limit: usize) -> BodyStream {
+        self.line_limit = limit.max(1);
+        self
+    }
+
+    /// The next line of the body without its `\n` (or `\r\n`); `Ok(None)` once the body ended.
+    /// A last line without a newline is returned too. Waits as long as the server sends nothing:
+    /// wrap the call in a timer to bound it.
+    pub async fn next_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+        loop {
+            let rest = self.decoded.get(self.scanned..).unwrap_or_default();
+            if let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+                let end = self.scanned + pos;
+                let mut line: Vec<u8> = self.decoded.drain(..=end).collect();
+                self.scanned = 0;
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(Some(line));
+            }
+            self.scanned = self.decoded.len();
+            if self.decoded.len() > self.line_limit {
+                return Err(ClientError::TooLarge("streamed line"));
+            }
+            if self.ended {
+                self.scanned = 0;
+                return Ok(Some(std::mem::take(&mut self.decoded)).filter(|l| !l.is_empty()));
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads and decodes at least one more piece of the body, or notes its end.
+    async fn fill(&mut self) -> Result<(), ClientError> {
+        let conn = &mut self.conn;
+        match &mut self.body {
+            StreamBody::Length(0) => self.ended = true,
+            StreamBody::Length(left) => {
+                if conn.buf.is_empty() && conn.read_more(READ_CHUNK).await? == 0 {
+                    return Err(ClientError::Closed);
+                }
+                let n = conn.buf.len().min(*left);
+                self.decoded.extend(conn.buf.drain(..n));
+                *left -= n;
+            }
+            StreamBody::Chunked(decoder) => loop {
+                let before = self.decoded.len();
+                let used = decoder.feed(&conn.buf, &mut self.decoded)?;
+                conn.buf.drain(..used);
+                if decoder.is_done() {
+                    self.ended = true;
+                    return Ok(());
+                }
+                if self.decoded.len() > before {
+                    return Ok(());
+                }
+                if conn.read_more(READ_CHUNK).await? == 0 {
+                    return Err(ClientError::Closed);
+                }
+            },
+            StreamBody::UntilEof => {
+                if conn.buf.is_empty() && conn.read_more(READ_CHUNK).await? == 0 {
+                    self.ended = true;
+                }
+                self.decoded.append(&mut conn.buf);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1315,6 +1466,101 @@ mod tests {
             assert!(pool.take(&addr, later).is_none());
             assert_eq!(pool.idle_count(&addr), 0);
             assert_eq!(pool.lock().total, 0);
+        });
+    }
+
+    #[test]
+    fn streams_chunked_lines_as_they_arrive() {
+        smol::block_on(async {
+            let (tx, rx) = smol::channel::unbounded::<&'static [u8]>();
+            let server = serve(move |mut s| {
+                let rx = rx.clone();
+                async move {
+                    if read_request(&mut s).await.is_none() {
+                        return;
+                    }
+                    let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+                    let _ = s.write_all(head).await;
+                    while let Ok(piece) = rx.recv().await {
+                        let _ = s.write_all(piece).await;
+                    }
+                }
+            })
+            .await;
+            let req = simple("POST", &server.addr, "/v3/watch", b"{}");
+            let (status, mut body) = client().stream(&req).await.unwrap();
+            assert_eq!(status, 200);
+            tx.send(b"6\r\n{\"a\":1\r\n").await.unwrap();
+            tx.send(b"2\r\n}\n\r\n").await.unwrap();
+            assert_eq!(body.next_line().await.unwrap().unwrap(), b"{\"a\":1}");
+            // Two lines in one chunk, then one split over three chunks, with CRLF.
+            tx.send(b"4\r\nx\ny\n\r\n3\r\nab\r\r\n1\r\n\n\r\n")
+                .await
+                .unwrap();
+            assert_eq!(body.next_line().await.unwrap().unwrap(), b"x");
+            assert_eq!(body.next_line().await.unwrap().unwrap(), b"y");
+            assert_eq!(body.next_line().await.unwrap().unwrap(), b"ab");
+            tx.send(b"1\r\nz\r\n0\r\n\r\n").await.unwrap();
+            assert_eq!(body.next_line().await.unwrap().unwrap(), b"z");
+            assert!(body.next_line().await.unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn streamed_lines_are_bounded_and_a_closed_stream_is_an_error() {
+        smol::block_on(async {
+            let server = serve(|s| {
+                answer_once(
+                    s,
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n",
+                )
+            })
+            .await;
+            let req = simple("GET", &server.addr, "/", b"");
+            let (_, body) = client().stream(&req).await.unwrap();
+            let mut body = body.with_line_limit(8);
+            assert!(matches!(
+                body.next_line().await,
+                Err(ClientError::TooLarge(_))
+            ));
+            let (_, mut body) = client().stream(&req).await.unwrap();
+            assert!(matches!(body.next_line().await, Err(ClientError::Closed)));
+        });
+    }
+
+    #[test]
+    fn streams_length_and_eof_bodies() {
+        smol::block_on(async {
+            let server =
+                serve(|s| answer_once(s, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\na\nbc"))
+                    .await;
+            let req = simple("GET", &server.addr, "/", b"");
+            let (_, mut body) = client().stream(&req).await.unwrap();
+            assert_eq!(body.next_line().await.unwrap().unwrap(), b"a");
+            assert_eq!(body.next_line().await.unwrap().unwrap(), b"bc");
+            assert!(body.next_line().await.unwrap().is_none());
+            let server = serve(|s| answer_once(s, b"HTTP/1.0 200 OK\r\n\r\nx\ny")).await;
+            let req = simple("GET", &server.addr, "/", b"");
+            let (_, mut body) = client().stream(&req).await.unwrap();
+            assert_eq!(body.next_line().await.unwrap().unwrap(), b"x");
+            assert_eq!(body.next_line().await.unwrap().unwrap(), b"y");
+            assert!(body.next_line().await.unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn stream_head_is_bounded_by_the_request_timeout() {
+        smol::block_on(async {
+            let server = serve(|mut s| async move {
+                let _ = read_request(&mut s).await;
+                Timer::after(Duration::from_secs(5)).await;
+            })
+            .await;
+            let req = simple("GET", &server.addr, "/", b"");
+            assert!(matches!(
+                quick_client().stream(&req).await,
+                Err(ClientError::Timeout)
+            ));
         });
     }
 }

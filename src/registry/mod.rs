@@ -9,6 +9,7 @@ pub mod page;
 pub mod probe;
 pub mod routes;
 pub mod state;
+pub mod store;
 pub mod watch;
 
 use crate::http::server::{self, ServerConfig};
@@ -16,8 +17,8 @@ use crate::metrics::{Counter, Exposition, HttpCounts};
 use async_net::TcpListener;
 use state::{Limits, RegisterError, Registered, Registry, Target};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use store::{Store, StoreConfig};
 
 /// The address the original registry listened on; old nodes and clients expect it.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6666";
@@ -52,6 +53,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Who may register (and read).
     pub access: auth::Access,
+    /// Where registrations live (`--store`): memory, or etcd shared by several registries.
+    pub store: StoreConfig,
 }
 
 impl Default for Config {
@@ -65,6 +68,7 @@ impl Default for Config {
             limits: Limits::default(),
             server: ServerConfig::default(),
             access: auth::Access::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -79,16 +83,24 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The configuration the registry started with.
     pub config: Config,
+    /// Where writes go: the local state itself, or etcd (the local state is then its copy).
+    pub store: Store,
 }
 
 impl Shared {
-    /// Wraps a fresh, empty registry.
+    /// Wraps a fresh, empty registry kept in memory.
     pub fn new(config: Config) -> Shared {
+        Shared::with_store(config, Store::Memory)
+    }
+
+    /// Wraps a fresh, empty registry whose writes go to `store`.
+    pub fn with_store(config: Config, store: Store) -> Shared {
         Shared {
             state: Mutex::new(Registry::new(config.limits)),
             watchers: Arc::default(),
             metrics: Metrics::default(),
             config,
+            store,
         }
     }
 
@@ -195,16 +207,35 @@ impl Shared {
     /// Records a probe result; true if health flipped (and then watchers are woken).
     pub fn mark_probe(&self, service: &str, addr: &str, ok: bool) -> bool {
         let changed = self.state().mark_probe(service, addr, ok, Instant::now());
-        let counter = if ok {
-            &self.metrics.probes_ok
-        } else {
-            &self.metrics.probes_failed
-        };
-        counter.inc();
         if changed {
             self.watchers.notify(service);
         }
         changed
+    }
+
+    /// The change index of each named service now, to pass to [`Shared::notify_moved`] after a bulk
+    /// update applied straight to the state (an etcd resync or a batch of watch events).
+    pub fn indexes<'a>(&self, services: impl IntoIterator<Item = &'a str>) -> Vec<(String, u64)> {
+        let state = self.state();
+        services
+            .into_iter()
+            .map(|s| (s.to_string(), state.index(s)))
+            .collect()
+    }
+
+    /// Wakes the watchers of each service whose index moved since `before`.
+    pub fn notify_moved(&self, before: Vec<(String, u64)>) {
+        let moved: Vec<String> = {
+            let state = self.state();
+            before
+                .into_iter()
+                .filter(|(s, i)| state.index(s) != *i)
+                .map(|(s, _)| s)
+                .collect()
+        };
+        for service in moved {
+            self.watchers.notify(&service);
+        }
     }
 
     /// Drops expired leases and wakes the watchers of every service that lost one.
@@ -258,9 +289,17 @@ impl Default for Metrics {
 /// });
 /// ```
 pub async fn run(listener: TcpListener, config: Config) {
-    let shared = Arc::new(Shared::new(config));
+    let id = match listener.local_addr() {
+        Ok(addr) => format!("{addr}/{:08x}", fastrand::u32(..)),
+        Err(_) => format!("registry/{:08x}", fastrand::u32(..)),
+    };
+    let store = Store::open(&config.store, id, config.ttl);
+    let shared = Arc::new(Shared::with_store(config, store));
+    shared.store.start(&shared);
     crate::rt::spawn(probe::probe_loop(shared.clone())).detach();
-    crate::rt::spawn(probe::sweep_loop(shared.clone())).detach();
+    if shared.store.sweeps() {
+        crate::rt::spawn(probe::sweep_loop(shared.clone())).detach();
+    }
     let server_config = shared.config.server;
     server::serve(
         listener,

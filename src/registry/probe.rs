@@ -46,6 +46,10 @@ pub async fn probe_loop(shared: Arc<Shared>) {
     let mut ticks = Timer::interval(interval / slots);
     let mut slot = 0;
     while ticks.next().await.is_some() {
+        slot = (slot + 1) % slots;
+        if !shared.store.probes() {
+            continue;
+        }
         let targets: Vec<Target> = shared
             .state()
             .probe_targets()
@@ -54,7 +58,6 @@ pub async fn probe_loop(shared: Arc<Shared>) {
             .collect();
         let batch = probe_batch(shared.clone(), client.clone(), permits.clone(), targets);
         crate::rt::spawn(batch).detach();
-        slot = (slot + 1) % slots;
     }
 }
 
@@ -85,7 +88,7 @@ async fn probe_batch(
         tasks.push(crate::rt::spawn(async move {
             let _permit = permits.acquire().await;
             let outcome = probe(&client, &target.addr).await;
-            record(&shared, &target, outcome);
+            record(&shared, &target, outcome).await;
         }));
     }
     for task in tasks {
@@ -102,8 +105,16 @@ async fn probe(client: &Client, addr: &str) -> Result<(), String> {
     }
 }
 
-fn record(shared: &Shared, target: &Target, outcome: Result<(), String>) {
-    let changed = shared.mark_probe(&target.service, &target.addr, outcome.is_ok());
+async fn record(shared: &Shared, target: &Target, outcome: Result<(), String>) {
+    let counter = match outcome {
+        Ok(()) => &shared.metrics.probes_ok,
+        Err(_) => &shared.metrics.probes_failed,
+    };
+    counter.inc();
+    let changed = shared
+        .store
+        .record_probe(shared, target, outcome.is_ok())
+        .await;
     if !changed {
         return;
     }

@@ -9,7 +9,9 @@
 //! | `GET /v1/services` | services with live/total counts |
 //! | `GET /v1/services/{service}` | instances with health, beat, probe and lease |
 //! | `GET /v1/services/{service}?index=N&wait=30s` | the same, once the service's index moves past N (a watch) |
-//! | `GET /health` | 200 while the registry runs |
+//! | `GET /health` | 200 while the registry runs (`degraded: ...` while etcd is unreachable) |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /` | the live page |
 //!
 //! With `--token`, the writes need it (see [`super::auth`]).
 //!
@@ -18,6 +20,7 @@
 
 use super::auth::Kind;
 use super::state::{Instance, RegisterError, Registered, ServiceSummary};
+use super::store::StoreError;
 use super::watch::{DEFAULT_WAIT, MAX_WAIT, MAX_WATCHERS};
 use super::{Shared, MAX_TTL};
 use crate::http::router::{printable, Router};
@@ -103,15 +106,20 @@ impl Routes {
         }
     }
 
-    /// Answers one request synchronously: every registry route is a short critical section.
-    pub fn answer(&self, req: &Request) -> Response {
-        let (route, resp) = self.route(req);
+    /// Answers one request (a watch too, which may wait). Reads are a short critical section on the
+    /// local state; writes may wait on the store (etcd).
+    pub async fn answer(&self, req: &Request) -> Response {
+        let (route, resp) = match self.watch_of(req) {
+            Some(Ok(watch)) => (Some(Route::Service), self.watch(watch).await),
+            Some(Err(resp)) => (Some(Route::Service), resp),
+            None => self.route(req).await,
+        };
         let index = route.map_or(UNMATCHED, |r| r as usize);
         self.shared.metrics.http.record(index, resp.status);
         resp
     }
 
-    fn route(&self, req: &Request) -> (Option<Route>, Response) {
+    async fn route(&self, req: &Request) -> (Option<Route>, Response) {
         let (route, params) = match self.router.find(&req.method, &req.segments) {
             Ok(found) => found,
             Err(miss) => return (None, miss.response(&req.method, req.path())),
@@ -121,18 +129,18 @@ impl Routes {
                 return (Some(route), denied);
             }
         }
-        (Some(route), self.dispatch(req, route, &params))
+        (Some(route), self.dispatch(req, route, &params).await)
     }
 
-    fn dispatch(&self, req: &Request, route: Route, params: &[&str]) -> Response {
+    async fn dispatch(&self, req: &Request, route: Route, params: &[&str]) -> Response {
         match (route, params) {
-            (Route::RegisterList, _) => self.register_list(req),
+            (Route::RegisterList, _) => self.register_list(req).await,
             (Route::ServiceAddr, _) => self.service_addr(req),
-            (Route::Put, [service, addr]) => self.put(req, service, addr),
-            (Route::Delete, [service, addr]) => self.delete(service, addr),
+            (Route::Put, [service, addr]) => self.put(req, service, addr).await,
+            (Route::Delete, [service, addr]) => self.delete(service, addr).await,
             (Route::Services, _) => self.services(req),
             (Route::Service, [service]) => self.service(req, service),
-            (Route::Health, _) => Response::text(200, "ok\n"),
+            (Route::Health, _) => self.health(),
             (Route::Metrics, _) => Response {
                 content_type: crate::metrics::CONTENT_TYPE,
                 ..Response::text(200, self.shared.render_metrics())
@@ -145,12 +153,12 @@ impl Routes {
         }
     }
 
-    fn register_list(&self, req: &Request) -> Response {
+    async fn register_list(&self, req: &Request) -> Response {
         let Some(ip) = req.query("ip") else {
             return Response::error(400, "missing ip=HOST:PORT");
         };
         let service = req.query("service").unwrap_or(DEFAULT_SERVICE);
-        match self.register(service, ip, self.shared.config.ttl) {
+        match self.register(service, ip, self.shared.config.ttl).await {
             Ok(()) => Response::text(200, format!("{ip} registered")),
             Err(resp) => resp,
         }
@@ -173,7 +181,7 @@ impl Routes {
         self.shared.metrics.started.elapsed() < self.shared.config.warmup
     }
 
-    fn put(&self, req: &Request, service: &str, addr: &str) -> Response {
+    async fn put(&self, req: &Request, service: &str, addr: &str) -> Response {
         let ttl = match req.query("ttl").map(duration::parse) {
             None => self.shared.config.ttl,
             Some(Ok(ttl)) if ttl <= MAX_TTL => ttl,
@@ -185,16 +193,18 @@ impl Routes {
             }
             Some(Err(why)) => return Response::error(400, format_args!("bad ttl: {why}")),
         };
-        match self.register(service, addr, ttl) {
+        match self.register(service, addr, ttl).await {
             Ok(()) => Response::text(200, format!("{addr} registered in {service}\n")),
             Err(resp) => resp,
         }
     }
 
     /// Validates and registers; the error is the reply to send.
-    fn register(&self, service: &str, addr: &str, ttl: Duration) -> Result<(), Response> {
+    async fn register(&self, service: &str, addr: &str, ttl: Duration) -> Result<(), Response> {
         addr::check(addr).map_err(|e| Response::error(400, format_args!("bad address: {e}")))?;
-        let result = self.shared.register(service, addr, ttl);
+        let result = (self.shared.store)
+            .register(&self.shared, service, addr, ttl)
+            .await;
         if result.is_ok() {
             self.shared.metrics.heartbeats.inc();
         }
@@ -207,25 +217,41 @@ impl Routes {
                 Ok(())
             }
             Ok(Registered::Renewed) => Ok(()),
-            Err(e @ RegisterError::BadServiceName) => Err(Response::error(400, e)),
-            Err(e) => Err(Response::error(429, e)),
+            Err(StoreError::Refused(e @ RegisterError::BadServiceName)) => {
+                Err(Response::error(400, e))
+            }
+            Err(StoreError::Refused(e)) => Err(Response::error(429, e)),
+            Err(e @ StoreError::Unavailable(_)) => Err(Response::error(503, e)),
         }
     }
 
-    fn delete(&self, service: &str, addr: &str) -> Response {
-        if self.shared.deregister(service, addr) {
-            log::line("registry", format_args!("{service} {addr} deregistered"));
-            Response::text(200, format!("{addr} deregistered from {service}\n"))
-        } else {
+    async fn delete(&self, service: &str, addr: &str) -> Response {
+        match (self.shared.store)
+            .deregister(&self.shared, service, addr)
+            .await
+        {
+            Ok(true) => {
+                log::line("registry", format_args!("{service} {addr} deregistered"));
+                Response::text(200, format!("{addr} deregistered from {service}\n"))
+            }
             // Both are raw path segments here (nothing validated them): echo them on one line.
-            Response::error(
+            Ok(false) => Response::error(
                 404,
                 format_args!(
                     "{} is not registered in {}",
                     printable(addr),
                     printable(service)
                 ),
-            )
+            ),
+            Err(e) => Response::error(503, e),
+        }
+    }
+
+    /// `ok`, or `degraded: why` while the store cannot be reached (still 200: lookups work).
+    fn health(&self) -> Response {
+        match self.shared.store.degraded() {
+            None => Response::text(200, "ok\n"),
+            Some(why) => Response::text(200, format!("degraded: {why}\n")),
         }
     }
 
@@ -233,10 +259,12 @@ impl Routes {
         let services = self.shared.state().services();
         if wants_json(req) {
             let items = services.iter().map(summary_json);
-            let body = json::Object::new()
-                .raw("services", &json::array(items))
-                .finish();
-            return Response::json(200, body);
+            let mut body = json::Object::new();
+            body.raw("services", &json::array(items));
+            if let Some(why) = self.shared.store.degraded() {
+                body.str("degraded", &why);
+            }
+            return Response::json(200, body.finish());
         }
         let mut body = String::new();
         for s in &services {
@@ -244,6 +272,9 @@ impl Routes {
                 "{} live={} total={} index={}\n",
                 s.name, s.live, s.total, s.index
             ));
+        }
+        if let Some(why) = self.shared.store.degraded() {
+            body.push_str(&format!("degraded: {why}\n"));
         }
         Response::text(200, body)
     }
@@ -337,14 +368,7 @@ struct Watch {
 
 impl Handler for Routes {
     async fn handle(&self, req: Request) -> Response {
-        let resp = match self.watch_of(&req) {
-            Some(Ok(watch)) => self.watch(watch).await,
-            Some(Err(resp)) => resp,
-            None => return self.answer(&req),
-        };
-        let service = Route::Service as usize;
-        self.shared.metrics.http.record(service, resp.status);
-        resp
+        self.answer(&req).await
     }
 }
 
@@ -430,7 +454,7 @@ mod tests {
 
     fn answer(raw: &str) -> Response {
         let (req, _) = parse_request(raw.as_bytes()).unwrap().unwrap();
-        Routes::new(Arc::new(Shared::new(Config::default()))).answer(&req)
+        smol::block_on(Routes::new(Arc::new(Shared::new(Config::default()))).answer(&req))
     }
 
     /// Found by the `routes` fuzz target: the 404 echoed decoded path segments verbatim, so a

@@ -4,6 +4,7 @@
 //! Every wait is bounded by [`DEADLINE`], a hang guard only: tests never assert that anything was fast.
 #![allow(dead_code)]
 
+pub mod etcd;
 pub mod procs;
 
 use async_net::TcpStream;

@@ -1,0 +1,409 @@
+//! etcd v3 over its JSON gateway (`/v3/...`), on our own HTTP client.
+//!
+//! Why the gateway and not gRPC: it is plain HTTP/1.1 and JSON, which our HTTP layer and
+//! [`crate::jsonread`] already speak, so etcd support costs no new dependency. Keys and values travel
+//! as base64, int64 fields as JSON strings; fields at their default value (0, false, empty) are left
+//! out by the gateway, so every reader here treats a missing field as its default.
+//!
+//! Every call is bounded: [`CONNECT_TIMEOUT`] and [`CALL_TIMEOUT`] per endpoint, and each endpoint is
+//! tried at most once per call. A transport failure or a 5xx moves on to the next endpoint and makes it
+//! the preferred one, so a dead member of a cluster costs one refused connection, not every call.
+
+use super::EtcdError;
+use crate::base64;
+use crate::http::client::{BodyStream, Client, ClientConfig, Request};
+use crate::json;
+use crate::jsonread::{self, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Time to connect to one etcd member: loopback or a LAN, so a slow connect means a dead member.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Time one call to one member may take. Long enough to ride out an etcd leader election
+/// (1 s election timeout by default), short enough that a registration answers within seconds.
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(2500);
+/// Keys per page when reading a prefix, so no reply exceeds the HTTP client's body limit.
+pub const RANGE_PAGE: usize = 500;
+
+/// One key-value pair as etcd reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Kv {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value (empty for a deletion event).
+    pub value: Vec<u8>,
+    /// The lease the key is attached to (0: none).
+    pub lease: i64,
+    /// The revision of the last change to the key.
+    pub mod_revision: i64,
+}
+
+/// A lease etcd granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// The lease id.
+    pub id: i64,
+    /// Its TTL in seconds, as granted (etcd may raise a short one to its minimum).
+    pub ttl: i64,
+}
+
+/// A client for one etcd cluster, given as its members' `host:port` client addresses.
+#[derive(Debug)]
+pub struct Etcd {
+    endpoints: Vec<String>,
+    preferred: AtomicUsize,
+    http: Client,
+}
+
+/// `prefix` with its last byte incremented: etcd's `range_end` for "every key starting with prefix".
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0] // every key
+}
+
+impl Etcd {
+    /// A client for the members at `endpoints` (`host:port` each, at least one).
+    pub fn new(endpoints: Vec<String>) -> Etcd {
+        Etcd {
+            endpoints,
+            preferred: AtomicUsize::new(0),
+            http: Client::new(ClientConfig {
+                connect_timeout: CONNECT_TIMEOUT,
+                request_timeout: CALL_TIMEOUT,
+            }),
+        }
+    }
+
+    /// The members' addresses.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// The endpoints in the order to try them: the preferred one first.
+    fn order(&self) -> impl Iterator<Item = (usize, &str)> {
+        let n = self.endpoints.len();
+        let first = self.preferred.load(Ordering::Relaxed);
+        (0..n).map(move |k| {
+            let i = (first + k) % n.max(1);
+            (i, self.endpoints.get(i).map_or("", String::as_str))
+        })
+    }
+
+    /// POSTs `body` to `path` on the first member that answers; the parsed JSON reply on 200.
+    pub async fn call(&self, path: &str, body: &str) -> Result<Value, EtcdError> {
+        let mut last = EtcdError::Unreachable("no endpoint configured".into());
+        for (i, addr) in self.order() {
+            let req = post(addr, path, body.as_bytes());
+            match self.http.request(&req).await {
+                Ok(resp) if resp.status == 200 => {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return jsonread::parse(&resp.body)
+                        .map_err(|e| EtcdError::BadReply(e.to_string()));
+                }
+                Ok(resp) => {
+                    let err = EtcdError::from_reply(resp.status, &resp.body);
+                    if resp.status < 500 {
+                        return Err(err);
+                    }
+                    last = err;
+                }
+                Err(e) => last = EtcdError::Unreachable(format!("{addr}: {e}")),
+            }
+        }
+        Err(last)
+    }
+
+    /// Opens a streaming POST (for `/v3/watch`) on the first member that accepts it.
+    pub async fn stream(&self, path: &str, body: &str) -> Result<BodyStream, EtcdError> {
+        let mut last = EtcdError::Unreachable("no endpoint configured".into());
+        for (i, addr) in self.order() {
+            match self.http.stream(&post(addr, path, body.as_bytes())).await {
+                Ok((200, stream)) => {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return Ok(stream);
+                }
+                Ok((status, _)) => {
+                    last = EtcdError::Status {
+                        status,
+                        message: "watch refused".into(),
+                    }
+                }
+                Err(e) => last = EtcdError::Unreachable(format!("{addr}: {e}")),
+            }
+        }
+        Err(last)
+    }
+
+    /// Grants a lease of `ttl` seconds.
+    pub async fn grant(&self, ttl: i64) -> Result<Lease, EtcdError> {
+        let body = json::Object::new().str("TTL", &ttl.to_string()).finish();
+        let v = self.call("/v3/lease/grant", &body).await?;
+        let id = int(&v, &["ID"]);
+        if id == 0 {
+            return Err(EtcdError::BadReply("lease grant without an ID".into()));
+        }
+        Ok(Lease {
+            id,
+            ttl: int(&v, &["TTL"]),
+        })
+    }
+
+    /// Renews lease `id` once; `Ok(None)` when etcd no longer knows it (expired or revoked).
+    pub async fn keepalive(&self, id: i64) -> Result<Option<i64>, EtcdError> {
+        let body = json::Object::new().str("ID", &id.to_string()).finish();
+        let v = self.call("/v3/lease/keepalive", &body).await?;
+        if let Some(err) = v.get("error") {
+            return Err(EtcdError::BadReply(format!(
+                "keepalive: {}",
+                message_of(err)
+            )));
+        }
+        let ttl = int(&v, &["result", "TTL"]);
+        Ok((ttl > 0).then_some(ttl))
+    }
+
+    /// Revokes lease `id`, deleting every key attached to it. An unknown lease is not an error.
+    pub async fn revoke(&self, id: i64) -> Result<(), EtcdError> {
+        let body = json::Object::new().str("ID", &id.to_string()).finish();
+        match self.call("/v3/lease/revoke", &body).await {
+            Err(EtcdError::Status { message, .. }) if message.contains("lease not found") => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// Puts `key = value` attached to `lease` (0: none); returns the new revision.
+    pub async fn put(&self, key: &[u8], value: &[u8], lease: i64) -> Result<i64, EtcdError> {
+        let v = self
+            .call("/v3/kv/put", &put_body(key, value, lease))
+            .await?;
+        Ok(int(&v, &["header", "revision"]))
+    }
+
+    /// Deletes `key`; returns the revision and how many keys were deleted (0 or 1).
+    pub async fn delete(&self, key: &[u8]) -> Result<(i64, i64), EtcdError> {
+        let body = json::Object::new()
+            .str("key", &base64::encode(key))
+            .finish();
+        let v = self.call("/v3/kv/deleterange", &body).await?;
+        Ok((int(&v, &["header", "revision"]), int(&v, &["deleted"])))
+    }
+
+    /// Reads every key under `prefix`, page by page at one revision (a consistent snapshot);
+    /// returns that revision and the pairs in key order.
+    pub async fn range_prefix(&self, prefix: &[u8]) -> Result<(i64, Vec<Kv>), EtcdError> {
+        let end = base64::encode(&prefix_end(prefix));
+        let mut from = prefix.to_vec();
+        let mut revision = 0;
+        let mut out = Vec::new();
+        loop {
+            let mut body = json::Object::new();
+            body.str("key", &base64::encode(&from))
+                .str("range_end", &end)
+                .str("limit", &RANGE_PAGE.to_string());
+            if revision > 0 {
+                body.str("revision", &revision.to_string());
+            }
+            let v = self.call("/v3/kv/range", &body.finish()).await?;
+            if revision == 0 {
+                revision = int(&v, &["header", "revision"]);
+            }
+            let kvs = kvs(v.get("kvs"))?;
+            let more = v.get("more").and_then(Value::as_bool).unwrap_or(false);
+            match kvs.last() {
+                Some(last) if more => {
+                    from = last.key.clone();
+                    from.push(0); // the next key after `last`
+                }
+                _ => {
+                    out.extend(kvs);
+                    return Ok((revision, out));
+                }
+            }
+            out.extend(kvs);
+        }
+    }
+
+    /// Creates `key = value` on `lease` only if the key does not exist (a one-compare txn).
+    /// Returns whether it was created, and otherwise the existing pair.
+    pub async fn create_if_absent(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        lease: i64,
+    ) -> Result<(bool, Option<Kv>), EtcdError> {
+        let k = base64::encode(key);
+        let compare = json::Object::new()
+            .str("key", &k)
+            .str("target", "CREATE")
+            .str("result", "EQUAL")
+            .str("create_revision", "0")
+            .finish();
+        let success = json::Object::new()
+            .raw("request_put", &put_body(key, value, lease))
+            .finish();
+        let failure = json::Object::new()
+            .raw(
+                "request_range",
+                &json::Object::new().str("key", &k).finish(),
+            )
+            .finish();
+        let body = json::Object::new()
+            .raw("compare", &json::array([compare]))
+            .raw("success", &json::array([success]))
+            .raw("failure", &json::array([failure]))
+            .finish();
+        let v = self.call("/v3/kv/txn", &body).await?;
+        if v.get("succeeded").and_then(Value::as_bool).unwrap_or(false) {
+            return Ok((true, None));
+        }
+        let existing = v
+            .get("responses")
+            .and_then(Value::as_array)
+            .and_then(|r| r.first())
+            .and_then(|r| r.path(&["response_range", "kvs"]));
+        Ok((false, kvs(existing)?.into_iter().next()))
+    }
+
+    /// Deletes every key in `keys` in one txn; returns the revision and how many were deleted.
+    pub async fn delete_all(&self, keys: &[&[u8]]) -> Result<(i64, i64), EtcdError> {
+        let ops = keys.iter().map(|k| {
+            json::Object::new()
+                .raw(
+                    "request_delete_range",
+                    &json::Object::new().str("key", &base64::encode(k)).finish(),
+                )
+                .finish()
+        });
+        let body = json::Object::new()
+            .raw("success", &json::array(ops))
+            .finish();
+        let v = self.call("/v3/kv/txn", &body).await?;
+        let deleted = v
+            .get("responses")
+            .and_then(Value::as_array)
+            .map_or(0, |rs| {
+                rs.iter()
+                    .map(|r| int(r, &["response_delete_range", "deleted"]))
+                    .sum()
+            });
+        Ok((int(&v, &["header", "revision"]), deleted))
+    }
+}
+
+fn post<'a>(addr: &'a str, path: &'a str, body: &'a [u8]) -> Request<'a> {
+    Request {
+        method: "POST",
+        addr,
+        target: path,
+        headers: &[("Content-Type", "application/json")],
+        body,
+    }
+}
+
+fn put_body(key: &[u8], value: &[u8], lease: i64) -> String {
+    let mut o = json::Object::new();
+    o.str("key", &base64::encode(key))
+        .str("value", &base64::encode(value));
+    if lease != 0 {
+        o.str("lease", &lease.to_string());
+    }
+    o.finish()
+}
+
+/// An int64 field at `path`, 0 when absent (the gateway omits default values).
+pub(crate) fn int(v: &Value, path: &[&str]) -> i64 {
+    v.path(path).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// The `message` (or `error`) text of a gateway error object.
+pub(crate) fn message_of(v: &Value) -> String {
+    v.get("message")
+        .or_else(|| v.get("error"))
+        .and_then(Value::as_str)
+        .unwrap_or("no message")
+        .chars()
+        .take(200)
+        .collect()
+}
+
+/// Decodes one `kv` object.
+pub(crate) fn kv(v: &Value) -> Result<Kv, EtcdError> {
+    let bytes = |field: &str| -> Result<Vec<u8>, EtcdError> {
+        match v.get(field).and_then(Value::as_str) {
+            None => Ok(Vec::new()),
+            Some(text) => {
+                base64::decode(text).map_err(|e| EtcdError::BadReply(format!("{field}: {e}")))
+            }
+        }
+    };
+    Ok(Kv {
+        key: bytes("key")?,
+        value: bytes("value")?,
+        lease: int(v, &["lease"]),
+        mod_revision: int(v, &["mod_revision"]),
+    })
+}
+
+/// Decodes an optional array of `kv` objects.
+fn kvs(v: Option<&Value>) -> Result<Vec<Kv>, EtcdError> {
+    match v {
+        None => Ok(Vec::new()),
+        Some(v) => v
+            .as_array()
+            .ok_or_else(|| EtcdError::BadReply("kvs is not an array".into()))?
+            .iter()
+            .map(kv)
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_covers_the_prefix() {
+        assert_eq!(prefix_end(b"/mini/"), b"/mini0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
+    }
+
+    #[test]
+    fn reads_gateway_replies_with_missing_defaults() {
+        let v = jsonread::parse(br#"{"header":{"revision":"4"},"kvs":[{"key":"Zm9v","mod_revision":"2","value":"YmFy","lease":"2324035600315780616"},{"key":"eA=="}]}"#).unwrap();
+        let pairs = kvs(v.get("kvs")).unwrap();
+        assert_eq!(pairs[0].key, b"foo");
+        assert_eq!(pairs[0].value, b"bar");
+        assert_eq!(pairs[0].lease, 2324035600315780616);
+        assert_eq!(
+            pairs[1],
+            Kv {
+                key: b"x".to_vec(),
+                ..Kv::default()
+            }
+        );
+        assert_eq!(int(&v, &["header", "revision"]), 4);
+        assert_eq!(int(&v, &["count"]), 0);
+        let bad = jsonread::parse(br#"[{"key":"***"}]"#).unwrap();
+        assert!(kvs(Some(&bad)).is_err());
+        assert!(kvs(Some(&Value::Null)).is_err());
+    }
+
+    #[test]
+    fn encodes_put_bodies() {
+        assert_eq!(
+            put_body(b"foo", b"bar", 0),
+            r#"{"key":"Zm9v","value":"YmFy"}"#
+        );
+        assert_eq!(
+            put_body(b"foo", b"", 7),
+            r#"{"key":"Zm9v","value":"","lease":"7"}"#
+        );
+    }
+}
