@@ -75,3 +75,8 @@ cluster: build
     echo "     $bin client 5 6 --repeat 50"
     echo "== Ctrl-C stops the registry and every adder"
     wait
+
+# Measure mini against nginx and etcd on loopback and write BENCH.md (about 4 minutes; installs wrk,
+# nginx-light and etcd-server with apt-get when missing).
+bench:
+    bash benches/run.sh
