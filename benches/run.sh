@@ -95,12 +95,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Waits for a role's `listening on ADDR` line in its log and prints ADDR.
+# Waits for a role's `listening on ADDR` line in its log and prints ADDR. Only a whole line counts
+# (`read` fails on a last line without its newline): mini's stderr is unbuffered, a line may come in pieces.
 listen_addr() {
-    local log=$1 pid=$2 addr
+    local log=$1 pid=$2 line
     for _ in $(seq 1000); do
-        addr=$(sed -n 's/.* listening on //p' "$log" 2>/dev/null | head -1)
-        [ -n "$addr" ] && { echo "$addr"; return 0; }
+        if [ -f "$log" ]; then
+            while IFS= read -r line; do
+                [[ $line == *" listening on "* ]] && { echo "${line##* listening on }"; return 0; }
+            done <"$log"
+        fi
         kill -0 "$pid" 2>/dev/null || { echo "process $pid exited; see $log" >&2; return 1; }
         sleep 0.01
     done
@@ -252,6 +256,7 @@ EOF
     declare -A extra=([mini]="" [nginx]="" [etcd]="-s $work/etcd-range.lua")
     declare -A rps p99 errs cmd
     round_rows=()
+    ratios_nginx="" ratios_etcd=""
     for round in $(seq "$ROUNDS"); do
         line="| $round"
         for who in mini nginx etcd; do
@@ -266,7 +271,12 @@ EOF
             line+=" | $(wrk_rps "$out") req/s, p99 $(wrk_p99 "$out") ms"
             echo "   round $round $who: $(wrk_rps "$out") req/s, p99 $(wrk_p99 "$out") ms" >&2
         done
-        round_rows+=("$line |")
+        # The ratios of one round: mini against references measured seconds apart.
+        r_nginx=$(div "$(wrk_rps "$work/wrk-mini-$round.txt")" "$(wrk_rps "$work/wrk-nginx-$round.txt")")
+        r_etcd=$(div "$(wrk_rps "$work/wrk-mini-$round.txt")" "$(wrk_rps "$work/wrk-etcd-$round.txt")")
+        ratios_nginx+="$r_nginx "
+        ratios_etcd+="$r_etcd "
+        round_rows+=("$line | ${r_nginx}x | ${r_etcd}x |")
     done
     for who in mini nginx etcd; do
         # shellcheck disable=SC2086
@@ -277,12 +287,14 @@ EOF
     stop "${pids[@]}"
     pids=()
 
-    vs_nginx=$(div "${R[rps_mini]}" "${R[rps_nginx]}")
-    vs_etcd=$(div "${R[rps_mini]}" "${R[rps_etcd]}")
+    # shellcheck disable=SC2086
+    vs_nginx=$(median $ratios_nginx)
+    # shellcheck disable=SC2086
+    vs_etcd=$(median $ratios_etcd)
     row "Lookup rate, mini: \`GET /serviceAddr?queryParam=add\`, 5 instances" \
         "${R[rps_mini]} req/s, p99 ${R[p99_mini]} ms (medians of $ROUNDS; ${errs[mini]} errors)" \
         "nginx ${R[rps_nginx]} req/s (target >= 0.7x); etcd ${R[rps_etcd]} req/s (target >= 3x)" \
-        "${vs_nginx}x nginx: $(verdict le 0.7 "$vs_nginx"); ${vs_etcd}x etcd: $(verdict le 3 "$vs_etcd")" \
+        "${vs_nginx}x nginx: $(verdict le 0.7 "$vs_nginx"); ${vs_etcd}x etcd: $(verdict le 3 "$vs_etcd") (medians of the per-round ratios)" \
         "\`${cmd[mini]}\`"
     row "Lookup reference: nginx, static 14-byte body" \
         "${R[rps_nginx]} req/s, p99 ${R[p99_nginx]} ms (${errs[nginx]} errors)" "-" \
@@ -422,7 +434,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "Settings: mini runs with \`MINI_THREADS=$threads\`, nginx with \`worker_processes $threads\` (and"
     echo "\`keepalive_requests 1000000\`, so it keeps every connection as mini does), etcd with \`GOMAXPROCS=$threads\`."
     echo "Lookup rounds: $ROUNDS, each running mini, nginx and etcd in turn for ${WRK_SECONDS} s with \`wrk -t$WRK_THREADS -c$WRK_CONNECTIONS\`"
-    echo "(keep-alive, \`--latency\`); figures are medians of the rounds. nginx answers \`return 200 \"127.0.0.1:1111\"\` (14 bytes);"
+    echo "(keep-alive, \`--latency\`); rates and p99s are medians of the rounds, ratios medians of the per-round ratios. nginx answers \`return 200 \"127.0.0.1:1111\"\` (14 bytes);"
     echo "etcd 3.4 answers a linearizable range read of one key through its JSON gateway (\`POST /v3/kv/range\`,"
     echo "body \`{\"key\":\"YWRk\"}\`). mini's lookup registry holds 5 instances registered with \`PUT ...?ttl=60m\` and"
     echo "\`--probe-interval $NO_PROBES\`, so no probe runs during the load."
@@ -436,8 +448,8 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
         echo
         echo "## Lookup rounds"
         echo
-        echo "| round | mini | nginx | etcd |"
-        echo "|---|---|---|---|"
+        echo "| round | mini | nginx | etcd | mini / nginx | mini / etcd |"
+        echo "|---|---|---|---|---|---|"
         printf '%s\n' "${round_rows[@]}"
     fi
     echo

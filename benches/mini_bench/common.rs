@@ -121,8 +121,10 @@ impl Role {
         let deadline = Instant::now() + LISTEN_WAIT;
         loop {
             let text = std::fs::read_to_string(log).unwrap_or_default();
+            // Only whole lines: mini's stderr is unbuffered and a line may arrive in several writes.
             if let Some(addr) = text
-                .lines()
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
                 .find_map(|l| l.split_once("listening on ").map(|(_, a)| a.trim()))
             {
                 role.addr = addr.to_string();

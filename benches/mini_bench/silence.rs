@@ -254,7 +254,11 @@ fn wait_healthy(client: &Client, registry: &str, adders: &[Role]) -> BenchResult
             return Ok(());
         }
         if since.elapsed() > GIVE_UP {
-            return Err(format!("adders not all healthy at {registry} after {GIVE_UP:?}").into());
+            let expected: Vec<&str> = adders.iter().map(|a| a.addr.as_str()).collect();
+            return Err(format!(
+                "adders {expected:?} not all healthy at {registry} after {GIVE_UP:?}; listing:\n{text}"
+            )
+            .into());
         }
         std::thread::sleep(Duration::from_millis(5));
     }
