@@ -1,0 +1,166 @@
+//! What the measurements share: processes of ours to start and stop, /proc readings, percentiles.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Errors of a measurement: reported on stderr, exit status 1.
+pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
+/// A measurement's result.
+pub type BenchResult<T> = Result<T, BenchError>;
+
+/// Kernel clock ticks per second in `/proc/PID/stat` (USER_HZ, 100 on every mainstream Linux build).
+pub const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+/// How long a started role may take to log `listening on ADDR`.
+const LISTEN_WAIT: Duration = Duration::from_secs(10);
+/// How often the role's log is read while waiting for that line.
+const LISTEN_POLL: Duration = Duration::from_millis(1);
+
+/// `count` distinct loopback ports that were free a moment ago (bound together, then released).
+pub fn free_ports(count: usize) -> BenchResult<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let ports = listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    Ok(ports)
+}
+
+/// Resident set size of `pid` in KiB (`VmRSS` in `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> BenchResult<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status").into())
+}
+
+/// CPU time (user + system) `pid` has used so far, in seconds, from `/proc/PID/stat`.
+pub fn cpu_seconds(pid: u32) -> BenchResult<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or("malformed /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks = |i: usize| -> BenchResult<f64> {
+        Ok(fields
+            .get(i)
+            .ok_or("short /proc/PID/stat")?
+            .parse::<f64>()?)
+    };
+    Ok((ticks(11)? + ticks(12)?) / CLOCK_TICKS_PER_SEC)
+}
+
+/// The `p`-th percentile (0..=100) of sorted samples, nearest rank; 0 for no samples.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Microseconds as milliseconds with three decimals, for the `key=value` output.
+pub fn ms(micros: u64) -> String {
+    format!("{:.3}", micros as f64 / 1000.0)
+}
+
+/// The median of a few values (sorted in place); 0 for none.
+pub fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+/// A `mini` process we started: its address once it listens, killed and reaped on drop.
+pub struct Role {
+    child: Child,
+    /// The `HOST:PORT` it logged as `listening on`.
+    pub addr: String,
+}
+
+impl Role {
+    /// Starts `mini ARGS...` with stderr to `log` and waits for its `listening on ADDR` line.
+    pub fn start(mini: &Path, args: &[&str], log: &Path) -> BenchResult<Role> {
+        Role::start_with_env(mini, args, log, &[])
+    }
+
+    /// [`Role::start`] with extra environment variables.
+    pub fn start_with_env(
+        mini: &Path,
+        args: &[&str],
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> BenchResult<Role> {
+        let mut cmd = Command::new(mini);
+        cmd.args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(log)?);
+        let child = cmd.spawn()?;
+        let mut role = Role {
+            child,
+            addr: String::new(),
+        };
+        let deadline = Instant::now() + LISTEN_WAIT;
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            // Only whole lines: mini's stderr is unbuffered and a line may arrive in several writes.
+            if let Some(addr) = text
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
+                .find_map(|l| l.split_once("listening on ").map(|(_, a)| a.trim()))
+            {
+                role.addr = addr.to_string();
+                return Ok(role);
+            }
+            if let Some(status) = role.child.try_wait()? {
+                return Err(
+                    format!("{args:?} exited with {status} before listening; see {log:?}").into(),
+                );
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{args:?} did not listen within {LISTEN_WAIT:?}").into());
+            }
+            std::thread::sleep(LISTEN_POLL);
+        }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A log file path `name` under `dir`.
+pub fn log_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}

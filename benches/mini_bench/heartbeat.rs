@@ -1,0 +1,280 @@
+//! Heartbeat ingest: many distinct instances renewing their leases on one registry.
+//!
+//! The instances are fake (`127.0.X.Y:PORT`, nothing listens there), so run the registry with a probe
+//! interval longer than the run. Every worker task owns one [`Client`] (so one keep-alive connection)
+//! and a share of the instances; instance `i` of `n` beats at `start + round * period + period * i / n`,
+//! so the offered rate is `n / period` beats per second, spread evenly. Latency is measured per beat
+//! from the send to the full response; lateness is how far behind its schedule a beat was sent.
+
+use crate::common::{cpu_seconds, ms, percentile, rss_kib, BenchResult};
+use argh::FromArgs;
+use mini::http::client::{Client, ClientConfig, Request};
+use smol::Timer;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Fake hosts per port: `127.0.X.Y` with X in 0..250 and Y in 1..=250.
+const HOSTS_PER_PORT: usize = 250 * 250;
+/// First fake port; later ports take the instances past [`HOSTS_PER_PORT`].
+const FIRST_PORT: usize = 10_000;
+/// Lease asked for while registering, so early instances outlive the registration phase.
+const REGISTER_TTL: &str = "5m";
+/// Time given to the registry's allocator to settle before each RSS reading.
+const SETTLE: Duration = Duration::from_millis(500);
+/// Connect and request limits of the generator's clients: a beat slower than this counts as failed.
+const BEAT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Register N fake instances, then renew them all every period; report RSS, latency and rate.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "heartbeat")]
+pub struct Args {
+    /// registry HOST:PORT
+    #[argh(option)]
+    registry: String,
+    /// registry process id, for RSS and CPU readings
+    #[argh(option)]
+    pid: u32,
+    /// instance counts at which RSS is read, ascending; the last is the beat phase's size
+    #[argh(option, default = "String::from(\"1000,10000,100000\")")]
+    steps: String,
+    /// time between two beats of one instance (default 5s)
+    #[argh(
+        option,
+        default = "Duration::from_secs(5)",
+        from_str_fn(parse_duration)
+    )]
+    period: Duration,
+    /// length of the beat phase (default 15s)
+    #[argh(
+        option,
+        default = "Duration::from_secs(15)",
+        from_str_fn(parse_duration)
+    )]
+    duration: Duration,
+    /// concurrent worker tasks, each with its own connection (default 64)
+    #[argh(option, default = "64")]
+    workers: usize,
+    /// service to register under (default bench)
+    #[argh(option, default = "String::from(\"bench\")")]
+    service: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    mini::duration::parse(s)
+}
+
+/// The `i`-th fake instance address.
+fn instance_addr(i: usize) -> String {
+    let host = i % HOSTS_PER_PORT;
+    let port = FIRST_PORT + i / HOSTS_PER_PORT;
+    format!("127.0.{}.{}:{port}", host / 250, host % 250 + 1)
+}
+
+fn client() -> Client {
+    Client::new(ClientConfig {
+        connect_timeout: BEAT_TIMEOUT,
+        request_timeout: BEAT_TIMEOUT,
+    })
+}
+
+/// One PUT; `Ok` only on a 200.
+async fn put(client: &Client, registry: &str, target: &str) -> Result<(), String> {
+    let req = Request {
+        method: "PUT",
+        addr: registry,
+        target,
+        headers: &[],
+        body: &[],
+    };
+    match client.request(&req).await {
+        Ok(resp) if resp.status == 200 => Ok(()),
+        Ok(resp) => Err(format!("{} {}", resp.status, resp.text().trim())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+pub fn run(args: Args) -> BenchResult<()> {
+    let steps: Vec<usize> = args
+        .steps
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let total = *steps.last().ok_or("--steps is empty")?;
+    if args.workers == 0 || args.period.is_zero() {
+        return Err("--workers and --period must be positive".into());
+    }
+    let args = Arc::new(args);
+    std::thread::sleep(SETTLE);
+    println!("rss_kib_empty={}", rss_kib(args.pid)?);
+
+    let mut registered = 0;
+    let mut registering = Duration::ZERO;
+    for &step in &steps {
+        let started = Instant::now();
+        mini::rt::block_on(register_range(args.clone(), registered, step))?;
+        registering += started.elapsed();
+        registered = step;
+        std::thread::sleep(SETTLE);
+        println!("rss_kib_{step}={}", rss_kib(args.pid)?);
+    }
+    println!(
+        "register_rate={:.0}",
+        total as f64 / registering.as_secs_f64()
+    );
+
+    let cpu_before = (cpu_seconds(args.pid)?, cpu_seconds(std::process::id())?);
+    let report = mini::rt::block_on(beat_phase(args.clone(), total));
+    let cpu_after = (cpu_seconds(args.pid)?, cpu_seconds(std::process::id())?);
+    let secs = report.elapsed.as_secs_f64();
+    let mut latency = report.latency_us;
+    let mut lateness = report.lateness_us;
+    latency.sort_unstable();
+    lateness.sort_unstable();
+    println!("beat_instances={total}");
+    println!("beat_workers={}", args.workers);
+    println!(
+        "beat_target_rate={:.0}",
+        total as f64 / args.period.as_secs_f64()
+    );
+    println!("beat_rate={:.0}", latency.len() as f64 / secs);
+    println!("beat_ok={}", latency.len());
+    println!("beat_failed={}", report.failed);
+    println!("beat_seconds={secs:.2}");
+    println!("beat_p50_ms={}", ms(percentile(&latency, 50.0)));
+    println!("beat_p99_ms={}", ms(percentile(&latency, 99.0)));
+    println!("beat_max_ms={}", ms(percentile(&latency, 100.0)));
+    println!("beat_late_p99_ms={}", ms(percentile(&lateness, 99.0)));
+    println!("beat_late_max_ms={}", ms(percentile(&lateness, 100.0)));
+    println!(
+        "registry_cpu_pct={:.1}",
+        100.0 * (cpu_after.0 - cpu_before.0) / secs
+    );
+    println!(
+        "generator_cpu_pct={:.1}",
+        100.0 * (cpu_after.1 - cpu_before.1) / secs
+    );
+    if let Some(e) = report.first_error {
+        eprintln!("heartbeat: first failed beat: {e}");
+    }
+    std::thread::sleep(SETTLE);
+    println!("rss_kib_after_beats={}", rss_kib(args.pid)?);
+    Ok(())
+}
+
+/// Registers instances `from..to` with all workers at full speed.
+async fn register_range(args: Arc<Args>, from: usize, to: usize) -> BenchResult<()> {
+    let next = Arc::new(AtomicUsize::new(from));
+    let failed = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..args.workers)
+        .map(|_| {
+            let (args, next, failed) = (args.clone(), next.clone(), failed.clone());
+            mini::rt::spawn(async move {
+                let client = client();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= to {
+                        return;
+                    }
+                    let target = format!(
+                        "/v1/services/{}/{}?ttl={REGISTER_TTL}",
+                        args.service,
+                        instance_addr(i)
+                    );
+                    if let Err(e) = put(&client, &args.registry, &target).await {
+                        if failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                            eprintln!("heartbeat: registering {} failed: {e}", instance_addr(i));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await;
+    }
+    match failed.load(Ordering::Relaxed) {
+        0 => Ok(()),
+        n => Err(format!("{n} of {} registrations failed", to - from).into()),
+    }
+}
+
+/// What the beat phase measured.
+struct BeatReport {
+    /// Latency of every successful beat, in microseconds.
+    latency_us: Vec<u64>,
+    /// How late every beat was sent against its schedule, in microseconds.
+    lateness_us: Vec<u64>,
+    failed: u64,
+    first_error: Option<String>,
+    /// From the phase's start to the last beat's answer.
+    elapsed: Duration,
+}
+
+/// Renews every instance once per period for the phase's duration.
+async fn beat_phase(args: Arc<Args>, total: usize) -> BeatReport {
+    let rounds = (args.duration.as_secs_f64() / args.period.as_secs_f64()).round() as u32;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..args.workers)
+        .map(|w| {
+            let args = args.clone();
+            mini::rt::spawn(async move {
+                let client = client();
+                let mine: Vec<(usize, String)> = (w..total)
+                    .step_by(args.workers)
+                    .map(|i| {
+                        let target = format!("/v1/services/{}/{}", args.service, instance_addr(i));
+                        (i, target)
+                    })
+                    .collect();
+                let mut out = BeatReport {
+                    latency_us: Vec::with_capacity(mine.len() * rounds as usize),
+                    lateness_us: Vec::with_capacity(mine.len() * rounds as usize),
+                    failed: 0,
+                    first_error: None,
+                    elapsed: Duration::ZERO,
+                };
+                for round in 0..rounds {
+                    for (i, target) in &mine {
+                        let due = start
+                            + args.period * round
+                            + args.period.mul_f64(*i as f64 / total as f64);
+                        if due > Instant::now() {
+                            Timer::at(due).await;
+                        }
+                        let sent = Instant::now();
+                        out.lateness_us
+                            .push(sent.saturating_duration_since(due).as_micros() as u64);
+                        match put(&client, &args.registry, target).await {
+                            Ok(()) => out.latency_us.push(sent.elapsed().as_micros() as u64),
+                            Err(e) => {
+                                out.failed += 1;
+                                out.first_error.get_or_insert(e);
+                            }
+                        }
+                    }
+                }
+                out.elapsed = start.elapsed();
+                out
+            })
+        })
+        .collect();
+    let mut all = BeatReport {
+        latency_us: Vec::new(),
+        lateness_us: Vec::new(),
+        failed: 0,
+        first_error: None,
+        elapsed: Duration::ZERO,
+    };
+    for t in tasks {
+        let part = t.await;
+        all.latency_us.extend(part.latency_us);
+        all.lateness_us.extend(part.lateness_us);
+        all.failed += part.failed;
+        if all.first_error.is_none() {
+            all.first_error = part.first_error;
+        }
+        all.elapsed = all.elapsed.max(part.elapsed);
+    }
+    all
+}

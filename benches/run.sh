@@ -1,0 +1,480 @@
+#!/usr/bin/env bash
+# `just bench`: measure mini on loopback against nginx and etcd, and write BENCH.md.
+#
+# Installs wrk, nginx-light and etcd-server with apt when they are missing, builds the release binary
+# and the `mini_bench` program (benches/mini_bench/), starts every server on 127.0.0.1 on free ports,
+# stops everything it started on exit (trap), and writes BENCH.md only when every section succeeded.
+# Logs and raw outputs stay in $CARGO_TARGET_DIR/bench/ (target/bench/ by default).
+#
+# Knobs (environment), for quick trials; BENCH.md states the values used:
+#   BENCH_ROUNDS=3        lookup rounds (each round runs mini, nginx, etcd in turn)
+#   BENCH_WRK_SECONDS=5   length of one wrk run
+#   BENCH_ONLY="lookup heartbeat silence footprint probe"   sections to run
+#   BENCH_OUT=BENCH.md    where to write the report
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${BENCH_ROUNDS:-3}
+WRK_SECONDS=${BENCH_WRK_SECONDS:-5}
+ONLY=${BENCH_ONLY:-lookup heartbeat silence footprint probe}
+OUT=${BENCH_OUT:-BENCH.md}
+# Lookup load: one wrk thread, 50 keep-alive connections, for every server alike.
+WRK_THREADS=1
+WRK_CONNECTIONS=50
+# Heartbeat ingest: instances at the last step, renewed every BEAT_PERIOD for BEAT_SECONDS.
+HEARTBEAT_STEPS=1000,10000,100000
+BEAT_PERIOD=5s
+BEAT_SECONDS=15s
+BEAT_WORKERS=64
+# Probe cost: targets probed at the registry's default timings, CPU measured over PROBE_WINDOW seconds.
+PROBE_TARGETS=10000
+PROBE_WINDOW=15
+# Descriptors the probe targets need: one listener each, plus pooled and in-flight connections.
+NOFILE=65536
+# A probe interval no run reaches, so the lookup and heartbeat registries never probe their fake instances.
+NO_PROBES=1440m
+
+step() { printf '\n== %s\n' "$*" >&2; }
+wants() { [[ " $ONLY " == *" $1 "* ]]; }
+
+# --- tools -------------------------------------------------------------------------------------------
+
+install_missing() {
+    local need=()
+    command -v wrk >/dev/null 2>&1 || need+=(wrk)
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+    command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+    [ ${#need[@]} -eq 0 ] && return 0
+    step "installing ${need[*]} with apt-get"
+    local sudo=()
+    [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+    # Keep the packages' own services (nginx on :80, etcd on :2379) from starting: we start our own.
+    local policy=/usr/sbin/policy-rc.d own_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod +x "$policy"
+        own_policy=1
+    fi
+    "${sudo[@]}" apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+        "${need[@]}" >/dev/null
+    [ "$own_policy" = 1 ] && "${sudo[@]}" rm -f "$policy"
+    return 0
+}
+
+# --- processes ---------------------------------------------------------------------------------------
+
+pids=()
+
+# The process and all its descendants, children first.
+tree() {
+    local child
+    for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do tree "$child"; done
+    echo "$1"
+}
+
+# Stops the processes and their descendants: TERM, then KILL what is left after a moment.
+stop() {
+    local all=() p
+    for p in "$@"; do mapfile -t -O "${#all[@]}" all < <(tree "$p"); done
+    [ ${#all[@]} -eq 0 ] && return 0
+    kill -TERM "${all[@]}" 2>/dev/null || true
+    for _ in $(seq 20); do
+        kill -0 "${all[@]}" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -KILL "${all[@]}" 2>/dev/null || true
+    wait "$@" 2>/dev/null || true
+}
+
+cleanup() {
+    trap - EXIT INT TERM
+    [ ${#pids[@]} -gt 0 ] && stop "${pids[@]}"
+    return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Waits for a role's `listening on ADDR` line in its log and prints ADDR. Only a whole line counts
+# (`read` fails on a last line without its newline): mini's stderr is unbuffered, a line may come in pieces.
+listen_addr() {
+    local log=$1 pid=$2 line
+    for _ in $(seq 1000); do
+        if [ -f "$log" ]; then
+            while IFS= read -r line; do
+                [[ $line == *" listening on "* ]] && { echo "${line##* listening on }"; return 0; }
+            done <"$log"
+        fi
+        kill -0 "$pid" 2>/dev/null || { echo "process $pid exited; see $log" >&2; return 1; }
+        sleep 0.01
+    done
+    echo "no 'listening on' line in $log" >&2
+    return 1
+}
+
+# http METHOD HOST:PORT TARGET [BODY]: one HTTP/1.0 exchange over bash's /dev/tcp; prints the response.
+http() {
+    local body=${4:-} fd
+    exec {fd}<>"/dev/tcp/${2%:*}/${2##*:}"
+    printf '%s %s HTTP/1.0\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' \
+        "$1" "$3" "$2" "${#body}" "$body" >&"$fd"
+    cat <&"$fd"
+    exec {fd}<&-
+}
+
+# Waits until `http GET ADDR TARGET` answers 200.
+wait_200() {
+    for _ in $(seq 500); do
+        http GET "$1" "$2" 2>/dev/null | head -1 | grep -q ' 200 ' && return 0
+        sleep 0.02
+    done
+    echo "GET http://$1$2 never answered 200" >&2
+    return 1
+}
+
+# --- numbers -----------------------------------------------------------------------------------------
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+div() { awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN {if (b == 0) print "n/a"; else printf f "\n", a / b}'; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a <= b)}'; }
+verdict() { if "$@"; then echo "met"; else echo "**not met**"; fi; }
+wrk_rps() { awk '/^Requests\/sec:/ {printf "%.0f\n", $2}' "$1"; }
+# p99 in ms from wrk's latency distribution (units us, ms or s).
+wrk_p99() {
+    awk '$1 == "99%" {v = $2
+        if (v ~ /us$/) {sub(/us$/, "", v); v /= 1000} else if (v ~ /ms$/) {sub(/ms$/, "", v)}
+        else if (v ~ /s$/) {sub(/s$/, "", v); v *= 1000}
+        printf "%.2f\n", v}' "$1"
+}
+# Non-2xx answers plus socket errors in a wrk output.
+wrk_errors() {
+    awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$1"
+}
+kib_mb() { awk -v k="$1" 'BEGIN {printf "%.1f MB", k / 1024}'; }
+
+# Reads `key=value` lines into the associative array R.
+declare -A R
+read_results() {
+    local k v
+    while IFS='=' read -r k v; do [ -n "$k" ] && R[$k]=$v; done <"$1"
+}
+
+rows=()
+# row FIGURE VALUE REFERENCE VERDICT COMMAND: one line of the results table (| in cells escaped).
+row() {
+    local cells=() c
+    for c in "$@"; do cells+=("${c//|/\\|}"); done
+    rows+=("| ${cells[0]} | ${cells[1]} | ${cells[2]} | ${cells[3]} | ${cells[4]} |")
+}
+
+# --- build -------------------------------------------------------------------------------------------
+
+install_missing
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+ulimit -n "$NOFILE" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+step "building the release binary and mini_bench"
+target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+built=$(cargo bench --no-run --bench mini_bench --message-format=json-render-diagnostics |
+    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
+mini=$(grep '/release/mini$' <<<"$built" | head -1)
+bench=$(grep '/mini_bench-' <<<"$built" | head -1)
+[ -x "$mini" ] && [ -x "$bench" ] || { echo "build did not produce mini and mini_bench" >&2; exit 1; }
+
+work=$target_dir/bench
+rm -rf "$work"
+mkdir -p "$work"
+threads=$(nproc)
+started_at=$(date -u '+%Y-%m-%d %H:%M UTC')
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+began=$SECONDS
+
+# --- 1. lookup rate ----------------------------------------------------------------------------------
+
+if wants lookup; then
+    step "lookup rate: mini vs nginx vs etcd, $ROUNDS rounds of ${WRK_SECONDS}s each"
+    mapfile -t ports < <("$bench" free-ports 3)
+    nginx_port=${ports[0]} etcd_port=${ports[1]} etcd_peer=${ports[2]}
+
+    MINI_THREADS=$threads "$mini" registry --listen 127.0.0.1:0 --probe-interval "$NO_PROBES" \
+        2>"$work/lookup-registry.log" &
+    registry_pid=$!
+    pids+=("$registry_pid")
+    registry=$(listen_addr "$work/lookup-registry.log" "$registry_pid")
+    for port in 1111 2222 3333 4444 5555; do
+        http PUT "$registry" "/v1/services/add/127.0.0.1:$port?ttl=60m" | head -1 | grep -q ' 200 '
+    done
+    http GET "$registry" "/serviceAddr?queryParam=add" | grep -q '^127.0.0.1:[1-5]\{4\}$'
+
+    mkdir -p "$work/nginx"
+    cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes $threads;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $work/nginx/body;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        location / { default_type text/plain; return 200 "127.0.0.1:1111"; }
+    }
+}
+EOF
+    "$nginx_bin" -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" &
+    pids+=($!)
+    wait_200 "127.0.0.1:$nginx_port" /
+
+    GOMAXPROCS=$threads etcd --name bench --data-dir "$work/etcd" \
+        --listen-client-urls "http://127.0.0.1:$etcd_port" \
+        --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+        --listen-peer-urls "http://127.0.0.1:$etcd_peer" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+        --initial-cluster "bench=http://127.0.0.1:$etcd_peer" \
+        >"$work/etcd.log" 2>&1 &
+    pids+=($!)
+    etcd=127.0.0.1:$etcd_port
+    wait_200 "$etcd" /health
+    # key "add" = YWRk, value "127.0.0.1:1111" = MTI3LjAuMC4xOjExMTE=
+    http POST "$etcd" /v3/kv/put '{"key":"YWRk","value":"MTI3LjAuMC4xOjExMTE="}' | head -1 | grep -q ' 200 '
+    http POST "$etcd" /v3/kv/range '{"key":"YWRk"}' | grep -q 'MTI3LjAuMC4xOjExMTE='
+    cat >"$work/etcd-range.lua" <<'EOF'
+-- wrk: a linearizable range read of the key "add" through etcd's JSON gateway.
+wrk.method = "POST"
+wrk.body = '{"key":"YWRk"}'
+wrk.headers["Content-Type"] = "application/json"
+EOF
+
+    wrk_cmd=(wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"${WRK_SECONDS}s" --latency --timeout 2s)
+    declare -A url=(
+        [mini]="http://$registry/serviceAddr?queryParam=add"
+        [nginx]="http://127.0.0.1:$nginx_port/"
+        [etcd]="http://$etcd/v3/kv/range"
+    )
+    declare -A extra=([mini]="" [nginx]="" [etcd]="-s $work/etcd-range.lua")
+    declare -A rps p99 errs cmd
+    round_rows=()
+    ratios_nginx="" ratios_etcd=""
+    for round in $(seq "$ROUNDS"); do
+        line="| $round"
+        for who in mini nginx etcd; do
+            out=$work/wrk-$who-$round.txt
+            # shellcheck disable=SC2206
+            args=("${wrk_cmd[@]}" ${extra[$who]} "${url[$who]}")
+            cmd[$who]="${args[*]}"
+            "${args[@]}" >"$out"
+            rps[$who]+="$(wrk_rps "$out") "
+            p99[$who]+="$(wrk_p99 "$out") "
+            errs[$who]=$((${errs[$who]:-0} + $(wrk_errors "$out")))
+            line+=" | $(wrk_rps "$out") req/s, p99 $(wrk_p99 "$out") ms"
+            echo "   round $round $who: $(wrk_rps "$out") req/s, p99 $(wrk_p99 "$out") ms" >&2
+        done
+        # The ratios of one round: mini against references measured seconds apart.
+        r_nginx=$(div "$(wrk_rps "$work/wrk-mini-$round.txt")" "$(wrk_rps "$work/wrk-nginx-$round.txt")")
+        r_etcd=$(div "$(wrk_rps "$work/wrk-mini-$round.txt")" "$(wrk_rps "$work/wrk-etcd-$round.txt")")
+        ratios_nginx+="$r_nginx "
+        ratios_etcd+="$r_etcd "
+        round_rows+=("$line | ${r_nginx}x | ${r_etcd}x |")
+    done
+    for who in mini nginx etcd; do
+        # shellcheck disable=SC2086
+        R[rps_$who]=$(median ${rps[$who]})
+        # shellcheck disable=SC2086
+        R[p99_$who]=$(median ${p99[$who]})
+    done
+    stop "${pids[@]}"
+    pids=()
+
+    # shellcheck disable=SC2086
+    vs_nginx=$(median $ratios_nginx)
+    # shellcheck disable=SC2086
+    vs_etcd=$(median $ratios_etcd)
+    row "Lookup rate, mini: \`GET /serviceAddr?queryParam=add\`, 5 instances" \
+        "${R[rps_mini]} req/s, p99 ${R[p99_mini]} ms (medians of $ROUNDS; ${errs[mini]} errors)" \
+        "nginx ${R[rps_nginx]} req/s (target >= 0.7x); etcd ${R[rps_etcd]} req/s (target >= 3x)" \
+        "${vs_nginx}x nginx: $(verdict le 0.7 "$vs_nginx"); ${vs_etcd}x etcd: $(verdict le 3 "$vs_etcd") (medians of the per-round ratios)" \
+        "\`${cmd[mini]}\`"
+    row "Lookup reference: nginx, static 14-byte body" \
+        "${R[rps_nginx]} req/s, p99 ${R[p99_nginx]} ms (${errs[nginx]} errors)" "-" \
+        "mini p99 is $(div "${R[p99_mini]}" "${R[p99_nginx]}")x nginx's" "\`${cmd[nginx]}\`"
+    row "Lookup reference: etcd 3.4, range read of one key via the JSON gateway" \
+        "${R[rps_etcd]} req/s, p99 ${R[p99_etcd]} ms (${errs[etcd]} errors)" "-" \
+        "mini p99 is $(div "${R[p99_mini]}" "${R[p99_etcd]}")x etcd's" "\`${cmd[etcd]}\`"
+fi
+
+# --- 2. heartbeat ingest -----------------------------------------------------------------------------
+
+if wants heartbeat; then
+    step "heartbeat ingest: ${HEARTBEAT_STEPS##*,} instances renewed every $BEAT_PERIOD for $BEAT_SECONDS"
+    MINI_THREADS=$threads "$mini" registry --listen 127.0.0.1:0 --probe-interval "$NO_PROBES" \
+        2>"$work/heartbeat-registry.log" &
+    registry_pid=$!
+    pids+=("$registry_pid")
+    registry=$(listen_addr "$work/heartbeat-registry.log" "$registry_pid")
+    cmd_heartbeat="mini_bench heartbeat --registry $registry --pid $registry_pid --steps $HEARTBEAT_STEPS --period $BEAT_PERIOD --duration $BEAT_SECONDS --workers $BEAT_WORKERS"
+    "$bench" heartbeat --registry "$registry" --pid "$registry_pid" --steps "$HEARTBEAT_STEPS" \
+        --period "$BEAT_PERIOD" --duration "$BEAT_SECONDS" --workers "$BEAT_WORKERS" \
+        >"$work/heartbeat.txt" 2> >(tee "$work/heartbeat.err" >&2)
+    stop "${pids[@]}"
+    pids=()
+    read_results "$work/heartbeat.txt"
+    cat "$work/heartbeat.txt" >&2
+    n=${R[beat_instances]}
+    reached=$(div "${R[beat_rate]}" "${R[beat_target_rate]}")
+    sustained=$(awk -v r="$reached" -v f="${R[beat_failed]}" 'BEGIN {exit !(r >= 0.98 && f == 0)}' && echo yes || echo no)
+    row "Heartbeat rate, $n instances every $BEAT_PERIOD ($BEAT_WORKERS connections)" \
+        "${R[beat_rate]} beats/s (${R[beat_ok]} ok, ${R[beat_failed]} failed, over ${R[beat_seconds]} s)" \
+        "offered ${R[beat_target_rate]} beats/s" "${reached}x offered; sustained: $sustained (p99 sent ${R[beat_late_p99_ms]} ms behind schedule)" "\`$cmd_heartbeat\`"
+    row "Heartbeat latency p50 / p99 / max" "${R[beat_p50_ms]} / ${R[beat_p99_ms]} / ${R[beat_max_ms]} ms" \
+        "target p99 < 5 ms" "$(div "${R[beat_p99_ms]}" 5)x target: $(verdict le "${R[beat_p99_ms]}" 5)" "same run"
+    row "Registry CPU while ingesting" "${R[registry_cpu_pct]} % of one core (generator: ${R[generator_cpu_pct]} %)" \
+        "-" "$(div "$(awk -v c="${R[registry_cpu_pct]}" 'BEGIN {print c * 1e4}')" "${R[beat_rate]}" '%.1f') us of registry CPU per beat" "same run"
+    rss_last=${R[rss_kib_$n]}
+    row "Registry RSS empty / 1k / 10k / 100k instances" \
+        "$(kib_mb "${R[rss_kib_empty]}") / $(kib_mb "${R[rss_kib_1000]}") / $(kib_mb "${R[rss_kib_10000]}") / $(kib_mb "$rss_last") (after beats $(kib_mb "${R[rss_kib_after_beats]}"))" \
+        "target < 64 MB at 100k" "$(div "$rss_last" 65536)x target: $(verdict le "$rss_last" 65536)" "same run (VmRSS of /proc/PID/status)"
+    row "Bytes per instance" "$(awk -v a="$rss_last" -v b="${R[rss_kib_empty]}" -v n="$n" 'BEGIN {printf "%.0f B", (a - b) * 1024 / n}')" \
+        "-" "(RSS at $n - RSS empty) / $n" "same run"
+    row "Registration rate (new instances)" "${R[register_rate]} registrations/s" "-" "-" "same run"
+fi
+
+# --- 3. failure to silence ---------------------------------------------------------------------------
+
+if wants silence; then
+    step "failure to silence: 4 registries x 5 kills at the default timings, then the client under kills"
+    cmd_silence="mini_bench silence --mini $mini --logs $work/silence --registries 4 --kills 5 --adders 5 --poll 10ms --client-calls 10000"
+    "$bench" silence --mini "$mini" --logs "$work/silence" --registries 4 --kills 5 --adders 5 \
+        --poll 10ms --client-calls 10000 >"$work/silence.txt"
+    read_results "$work/silence.txt"
+    cat "$work/silence.txt" >&2
+    row "Failure to silence (SIGKILL to no longer handed out), probe 5 s / timeout 2 s" \
+        "median ${R[silence_median_ms]} ms, max ${R[silence_max_ms]} ms, min ${R[silence_min_ms]} ms over ${R[silence_kills]} kills (poll every ${R[silence_poll_ms]} ms)" \
+        "design bound: probe interval + timeout = 7000 ms" "max $(div "${R[silence_max_ms]}" 7000)x bound: $(verdict le "${R[silence_max_ms]}" 7000)" "\`$cmd_silence\`"
+    row "Failed client calls while 2 of 5 adders are SIGKILLed" \
+        "${R[client_failed]} of ${R[client_calls]} (kills mid-run: ${R[client_kills_mid_run]}; ${R[client_seconds]} s)" \
+        "target 0" "$(verdict [ "${R[client_failed]}" = 0 ])" "same run: \`mini client 1 2 --registry ADDR --repeat 10000\`"
+fi
+
+# --- 4. footprint ------------------------------------------------------------------------------------
+
+if wants footprint; then
+    step "footprint"
+    size=$(stat -c %s "$mini")
+    crates=$(cargo tree -e normal --prefix none | sed 's/ (\*)$//' | sort -u | wc -l)
+    cmd_footprint="mini_bench footprint --mini $mini --logs $work/footprint --starts 20"
+    "$bench" footprint --mini "$mini" --logs "$work/footprint" --starts 20 >"$work/footprint.txt"
+    read_results "$work/footprint.txt"
+    cat "$work/footprint.txt" >&2
+    row "Release binary size (stripped: profile.release strip = true)" "$size bytes ($(awk -v s="$size" 'BEGIN {printf "%.2f MB", s / 1048576}'))" \
+        "target < 1.5 MB" "$(div "$size" 1572864)x target: $(verdict le "$size" 1572864)" "\`stat -c %s $mini\`"
+    row "Crates in the normal dependency tree (incl. mini and proc-macros)" "$crates" "-" "-" \
+        "\`cargo tree -e normal --prefix none | sed 's/ (\\*)\$//' | sort -u | wc -l\`"
+    row "Cold start to first 200 on /health (spawn to answer)" \
+        "median ${R[coldstart_median_ms]} ms, max ${R[coldstart_max_ms]} ms over ${R[coldstart_starts]} starts (poller: one connect attempt every ${R[coldstart_poll_us]} us)" \
+        "target < 10 ms" "$(div "${R[coldstart_median_ms]}" 10)x target: $(verdict le "${R[coldstart_median_ms]}" 10)" "\`$cmd_footprint\`"
+    row "Idle RSS: registry / adder (after 1 s, adder registered)" \
+        "$(kib_mb "${R[rss_idle_registry_kib]}") / $(kib_mb "${R[rss_idle_adder_kib]}")" "-" "-" "same run"
+fi
+
+# --- 5. probe cost -----------------------------------------------------------------------------------
+
+if wants probe; then
+    step "probe cost: $PROBE_TARGETS instances probed every 5 s, CPU over ${PROBE_WINDOW}s"
+    MINI_THREADS=$threads "$mini" registry --listen 127.0.0.1:0 2>"$work/probe-registry.log" &
+    registry_pid=$!
+    pids+=("$registry_pid")
+    registry=$(listen_addr "$work/probe-registry.log" "$registry_pid")
+    "$bench" probe-target --registry "$registry" --count "$PROBE_TARGETS" \
+        >"$work/probe-target.txt" 2>"$work/probe-target.log" &
+    target_pid=$!
+    pids+=("$target_pid")
+    for _ in $(seq 600); do
+        grep -q '^ready' "$work/probe-target.txt" && break
+        kill -0 "$target_pid" 2>/dev/null || { cat "$work/probe-target.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    grep -q '^ready' "$work/probe-target.txt"
+    ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' /proc/"$1"/stat; }
+    hz=$(getconf CLK_TCK)
+    t0=$(ticks "$registry_pid")
+    s0=$(ticks "$target_pid")
+    sleep "$PROBE_WINDOW"
+    t1=$(ticks "$registry_pid")
+    s1=$(ticks "$target_pid")
+    probed_ok=$(http GET "$registry" /v1/services/probe | grep -c 'probe=ok:' || true)
+    summary=$(http GET "$registry" /v1/services | grep '^probe ' || true)
+    stop "${pids[@]}"
+    pids=()
+    cpu=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v w="$PROBE_WINDOW" 'BEGIN {printf "%.1f", 100 * d / hz / w}')
+    target_cpu=$(awk -v d=$((s1 - s0)) -v hz="$hz" -v w="$PROBE_WINDOW" 'BEGIN {printf "%.1f", 100 * d / hz / w}')
+    per_probe=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$PROBE_TARGETS" -v w="$PROBE_WINDOW" 'BEGIN {printf "%.0f", 1e6 * d / hz / (n * w / 5)}')
+    echo "   registry CPU $cpu %, targets' CPU $target_cpu %, $probed_ok probed ok; $summary" >&2
+    row "Probe cost: registry CPU for $PROBE_TARGETS instances every 5 s" \
+        "$cpu % of one core (~$per_probe us per probe; targets' process $target_cpu %)" "-" \
+        "$probed_ok of $PROBE_TARGETS last probe ok; \`$summary\`" \
+        "registry default timings; \`mini_bench probe-target --registry $registry --count $PROBE_TARGETS\`; utime+stime delta of /proc/PID/stat over ${PROBE_WINDOW} s"
+fi
+
+# --- report ------------------------------------------------------------------------------------------
+
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+{
+    echo "# mini benchmarks"
+    echo
+    echo "Written by \`just bench\` (benches/run.sh, benches/mini_bench/) on $started_at at commit"
+    echo "\`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`, in $((SECONDS - began)) s after the build, on $(uname -sr), $threads cores"
+    echo "($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')). Load average before: $load_start; after: $load_end."
+    echo
+    echo "All servers listen on 127.0.0.1 only. The machine is shared and noisy: read the ratios, each measured"
+    echo "against its reference in the same run, rather than the absolute numbers. Raw outputs and logs are in"
+    echo "\`${work#"$PWD"/}/\`."
+    echo
+    echo "Settings: mini runs with \`MINI_THREADS=$threads\`, nginx with \`worker_processes $threads\` (and"
+    echo "\`keepalive_requests 1000000\`, so it keeps every connection as mini does), etcd with \`GOMAXPROCS=$threads\`."
+    echo "Lookup rounds: $ROUNDS, each running mini, nginx and etcd in turn for ${WRK_SECONDS} s with \`wrk -t$WRK_THREADS -c$WRK_CONNECTIONS\`"
+    echo "(keep-alive, \`--latency\`); rates and p99s are medians of the rounds, ratios medians of the per-round ratios. nginx answers \`return 200 \"127.0.0.1:1111\"\` (14 bytes);"
+    echo "etcd 3.4 answers a linearizable range read of one key through its JSON gateway (\`POST /v3/kv/range\`,"
+    echo "body \`{\"key\":\"YWRk\"}\`). mini's lookup registry holds 5 instances registered with \`PUT ...?ttl=60m\` and"
+    echo "\`--probe-interval $NO_PROBES\`, so no probe runs during the load."
+    echo
+    echo "## Results"
+    echo
+    echo "| figure | value | reference / target | ratio / verdict | command |"
+    echo "|---|---|---|---|---|"
+    printf '%s\n' "${rows[@]}"
+    if [ -n "${round_rows+x}" ]; then
+        echo
+        echo "## Lookup rounds"
+        echo
+        echo "| round | mini | nginx | etcd | mini / nginx | mini / etcd |"
+        echo "|---|---|---|---|---|---|"
+        printf '%s\n' "${round_rows[@]}"
+    fi
+    echo
+    echo "## How each figure is taken"
+    echo
+    echo "- **Heartbeat ingest**: \`mini_bench heartbeat\` registers fake instances \`127.0.X.Y:PORT\` (nothing listens"
+    echo "  there; the registry never probes them) with \`PUT /v1/services/bench/ADDR?ttl=5m\` from $BEAT_WORKERS tasks of"
+    echo "  our own client (\`mini::http::client\`, one keep-alive connection each) on \`mini::rt\`, reading the registry's"
+    echo "  VmRSS after each step; then renews every instance once per $BEAT_PERIOD with \`PUT /v1/services/bench/ADDR\`"
+    echo "  (default 15 s lease), instance i of n at offset i/n of the period, for $BEAT_SECONDS. Latency is send to full"
+    echo "  response, per beat; the generator shares the $threads cores with the registry. The $BEAT_WORKERS connections carry"
+    echo "  all instances: real instances would each hold their own, and the registry serves at most 10 000"
+    echo "  connections (\`http::MAX_CONNECTIONS\`), so this measures the state and the HTTP path, not that cap."
+    echo "- **Failure to silence**: \`mini_bench silence\` runs 4 registries side by side (default timings: probe every"
+    echo "  5 s, 2 s timeout, 15 s lease), each with 5 \`mini adder 0\`. Each kill waits a random fraction of the probe"
+    echo "  interval, SIGKILLs a random adder, then polls \`GET /v1/services/add\` every 10 ms until the victim is no"
+    echo "  longer listed \`healthy\` (so no pick can return it), and starts a fresh adder. Resolution: the poll period"
+    echo "  plus one request. The client run kills 2 of 5 adders at 30 % and 60 % of its expected length (timed by a"
+    echo "  1000-call calibration run) and reads its \`failed calls:\` tally."
+    echo "- **Cold start**: \`mini_bench footprint\` spawns \`mini registry --listen 127.0.0.1:PORT\` and, from the same"
+    echo "  thread, connects in a tight loop (refused until it listens) and sends \`GET /health\` until a 200 arrives;"
+    echo "  the figure includes fork/exec. Idle RSS: a registry and an adder registered with it, 1 s after start."
+    echo "- **Probe cost**: \`mini_bench probe-target\` listens on $PROBE_TARGETS ports of 127.0.0.1 in one process (our"
+    echo "  server, \`GET /aliveCheck\` answers 200) and registers them; the registry (default timings) probes them all"
+    echo "  every 5 s; its utime+stime over ${PROBE_WINDOW} s (three rounds) is the figure."
+} >"$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+step "wrote $OUT in $((SECONDS - began)) s"
