@@ -1,8 +1,8 @@
-//! Durations on the command line: `5s`, `200ms`, `2m`, or a bare number of seconds.
+//! Durations on the command line: `5s`, `200ms`, `2m`, `1h`, or a bare number of seconds.
 
 use std::time::Duration;
 
-/// Parses a flag value such as `5s`, `250ms`, `1m` or `3` (seconds); zero is refused.
+/// Parses a flag value such as `5s`, `250ms`, `1m`, `1h` or `3` (seconds); zero is refused.
 ///
 /// ```
 /// use std::time::Duration;
@@ -22,7 +22,8 @@ pub fn parse(value: &str) -> Result<Duration, String> {
         "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
-        _ => return Err(format!("{value:?} has an unknown unit (use ms, s or m)")),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("{value:?} has an unknown unit (use ms, s, m or h)")),
     };
     if d.is_zero() {
         return Err(format!("{value:?} must be greater than zero"));
@@ -53,16 +54,18 @@ pub fn parse_or_zero(value: &str) -> Result<Duration, String> {
 /// Longest accepted duration: a day is already absurd for any timer here.
 pub const MAX: Duration = Duration::from_secs(24 * 3600);
 
-/// Formats a duration the way [`parse`] reads it, in milliseconds when below a second.
+/// Formats a duration the way [`parse`] reads it: whole seconds as `Ns`, anything finer as `Nms`.
 ///
 /// ```
-/// assert_eq!(mini::duration::show(std::time::Duration::from_millis(1500)), "1.5s");
+/// use std::time::Duration;
+/// assert_eq!(mini::duration::show(Duration::from_millis(1500)), "1500ms");
+/// assert_eq!(mini::duration::show(Duration::from_secs(15)), "15s");
 /// ```
 pub fn show(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
+    if d.subsec_millis() == 0 && d >= Duration::from_secs(1) {
+        format!("{}s", d.as_secs())
     } else {
-        format!("{}s", d.as_secs_f64())
+        format!("{}ms", d.as_millis())
     }
 }
 
@@ -79,5 +82,18 @@ mod tests {
         assert!(parse("2d").is_err());
         assert!(parse("100000m").is_err());
         assert_eq!(parse("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse("25h").is_err());
+    }
+
+    #[test]
+    fn show_output_parses_back() {
+        for d in [
+            Duration::from_millis(1),
+            Duration::from_millis(1500),
+            Duration::from_secs(15),
+        ] {
+            assert_eq!(parse(&show(d)), Ok(d));
+        }
     }
 }

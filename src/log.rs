@@ -1,5 +1,6 @@
 //! One-line diagnostics on stderr, each stamped with the wall-clock time of day (UTC).
 
+use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Prints `role: message` on stderr with a `HH:MM:SS.mmm` stamp.
@@ -8,12 +9,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// mini::log::line("registry", format_args!("listening on {}", "127.0.0.1:6666"));
 /// ```
 pub fn line(role: &str, message: std::fmt::Arguments<'_>) {
-    eprintln!("{} {role}: {message}", clock());
+    let line = format!("{} {role}: {message}\n", clock());
+    // One write per line, so lines from concurrent tasks never interleave and a reader of the log
+    // never sees half a line.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// Prints `message` on stdout with the same stamp: output meant for people, such as `mini watch`.
 pub fn stamped(message: std::fmt::Arguments<'_>) {
-    println!("{} {message}", clock());
+    let line = format!("{} {message}\n", clock());
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
 }
 
 fn clock() -> String {

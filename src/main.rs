@@ -77,6 +77,9 @@ struct RegistryArgs {
         from_str_fn(duration::parse_or_zero)
     )]
     warmup: Duration,
+    /// open connections past which new ones close an idle kept-alive one, or are refused (default 10000)
+    #[argh(option, default = "mini::http::MAX_CONNECTIONS")]
+    max_connections: usize,
     /// token that registering, renewing and deregistering need (or MINI_TOKEN)
     #[argh(option)]
     token: Option<String>,
@@ -271,8 +274,13 @@ fn run_registry(a: RegistryArgs) -> ExitCode {
         probe_timeout: a.probe_timeout,
         ttl: a.ttl,
         warmup: a.warmup,
+        server: mini::http::ServerConfig {
+            max_connections: a.max_connections.max(1),
+            ..Default::default()
+        },
         ..registry::Config::default()
     };
+    let fds = mini::rt::raise_fd_limit();
     mini::rt::block_on(async {
         let listener = match async_net::TcpListener::bind(config.listen.as_str()).await {
             Ok(l) => l,
@@ -282,6 +290,9 @@ fn run_registry(a: RegistryArgs) -> ExitCode {
         };
         if let Ok(addr) = listener.local_addr() {
             mini::log::line("registry", format_args!("listening on {addr}"));
+            if let Some(fds) = fds {
+                mini::log::line("registry", format_args!("open-file limit {fds}"));
+            }
             if !addr.ip().is_loopback() && config.access.token.is_none() {
                 mini::log::line(
                     "registry",

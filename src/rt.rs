@@ -45,3 +45,17 @@ pub fn threads() -> usize {
         .filter(|n| *n > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
+
+/// Raises the soft limit on open files to the hard limit, as Go programs do at start, and returns it.
+///
+/// A registry holds one connection per adder between beats and one per probe; the usual soft limit
+/// of 1024 would cap a fleet long before memory does. `None` when the limit could not be read or set.
+pub fn raise_fd_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        setrlimit(Resource::Nofile, limit).ok()?;
+    }
+    getrlimit(Resource::Nofile).current
+}

@@ -457,13 +457,10 @@ fn connections_past_the_cap_are_closed_at_once_until_a_slot_frees() {
             ..ServerConfig::default()
         })
         .await;
-        // Two connections that have been served (so accepted and counted), then idle.
-        let mut first = Client::connect(addr).await;
-        first.send(HELLO).await;
-        assert_ok(&first.response().await, "hello");
+        // Two connections that have sent nothing yet: counted (accepted in order before the third)
+        // but not idle between requests, so the server cannot reclaim them.
+        let first = Client::connect(addr).await;
         let mut second = Client::connect(addr).await;
-        second.send(HELLO).await;
-        assert_ok(&second.response().await, "hello");
 
         let mut third = Client::connect(addr).await;
         assert_eq!(third.read_to_close().await, b"", "third got a reply");
@@ -489,5 +486,37 @@ fn connections_past_the_cap_are_closed_at_once_until_a_slot_frees() {
         // The surviving connection was never disturbed.
         second.send(HELLO).await;
         assert_ok(&second.response().await, "hello");
+    });
+}
+
+#[test]
+fn at_the_cap_an_idle_kept_alive_connection_makes_room() {
+    rt::block_on(async {
+        let addr = start(ServerConfig {
+            head_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 2,
+            ..ServerConfig::default()
+        })
+        .await;
+        // One served connection now idle between requests, one fresh connection.
+        let mut idle = Client::connect(addr).await;
+        idle.send(HELLO).await;
+        assert_ok(&idle.response().await, "hello");
+        let mut fresh = Client::connect(addr).await;
+
+        // A third connection is admitted; the idle one is closed for it, without a reply.
+        let mut third = Client::connect(addr).await;
+        third.send(HELLO).await;
+        assert_ok(&third.response().await, "hello");
+        assert_eq!(
+            idle.read_to_close().await,
+            b"",
+            "the idle connection got a reply"
+        );
+
+        // The fresh one was not touched.
+        fresh.send(HELLO).await;
+        assert_ok(&fresh.response().await, "hello");
     });
 }

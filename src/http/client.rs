@@ -220,12 +220,21 @@ struct Failure {
 }
 
 impl Client {
-    /// Creates a client with an empty connection pool.
+    /// Creates a client with an empty connection pool of at most [`MAX_IDLE_TOTAL`] connections.
     pub fn new(config: ClientConfig) -> Client {
+        Client::with_pool_limit(config, MAX_IDLE_TOTAL)
+    }
+
+    /// Creates a client whose pool keeps up to `max_idle` idle connections in all: a registry's
+    /// prober keeps one per instance, so that probing 10 000 instances does not reconnect each time.
+    pub fn with_pool_limit(config: ClientConfig, max_idle: usize) -> Client {
         Client {
             inner: Arc::new(Inner {
                 config,
-                pool: Pool::default(),
+                pool: Pool {
+                    max_idle,
+                    ..Pool::default()
+                },
             }),
         }
     }
@@ -864,9 +873,18 @@ struct Idle {
 }
 
 /// Idle connections by address, bounded per address and in total.
-#[derive(Default)]
 struct Pool {
     inner: Mutex<PoolInner>,
+    max_idle: usize,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            inner: Mutex::default(),
+            max_idle: MAX_IDLE_TOTAL,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -901,11 +919,11 @@ impl Pool {
         let mut dropped = Vec::new();
         {
             let mut inner = self.lock();
-            if inner.total >= MAX_IDLE_TOTAL {
+            if inner.total >= self.max_idle {
                 inner.prune(now, &mut dropped);
             }
             let idle = Idle { stream, since: now };
-            if inner.total >= MAX_IDLE_TOTAL {
+            if inner.total >= self.max_idle {
                 dropped.push(idle);
             } else {
                 inner.push(addr, idle, &mut dropped);

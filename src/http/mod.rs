@@ -7,6 +7,7 @@ use std::time::Duration;
 
 pub mod chunked;
 pub mod client;
+pub mod idle;
 pub mod parse;
 pub mod response;
 pub mod router;

@@ -6,6 +6,7 @@
 //! idle for the idle timeout, a started request must complete within the head timeout (else 408), and a
 //! peer that stops reading is dropped after the write timeout.
 
+use super::idle::Idle;
 use super::parse::{parse_request, Request, Version};
 use super::{
     Response, HEAD_TIMEOUT, IDLE_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEAD_BYTES,
@@ -22,8 +23,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Bytes asked of the socket per read.
+/// Bytes asked of the socket per read while a request is arriving.
 const READ_CHUNK: usize = 4096;
+/// Bytes asked of the socket for the first read of a request (most requests here are ~100 bytes).
+const IDLE_CHUNK: usize = 1024;
 /// Answers queued for pipelined requests are flushed once they reach this size.
 const MAX_PENDING_OUT: usize = 64 * 1024;
 /// First wait after an accept error such as EMFILE; doubles up to [`ACCEPT_BACKOFF_MAX`].
@@ -90,19 +93,25 @@ pub trait Handler: Send + Sync + 'static {
 /// ```
 pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, config: ServerConfig) {
     let active = Arc::new(AtomicUsize::new(0));
+    let idle = Arc::new(Idle::default());
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
-                let Some(slot) = Slot::take(&active, config.max_connections) else {
-                    drop(stream);
-                    continue;
+                // At the cap, an idle kept-alive connection makes room; with none idle, refuse.
+                let slot = match Slot::take(&active, config.max_connections) {
+                    Some(slot) => slot,
+                    None if idle.reclaim_oldest() => Slot::forced(&active),
+                    None => {
+                        drop(stream);
+                        continue;
+                    }
                 };
-                let handler = handler.clone();
+                let (handler, idle) = (handler.clone(), idle.clone());
                 rt::spawn(async move {
                     let _slot = slot;
-                    Connection::new(stream, config).run(&*handler).await;
+                    Connection::new(stream, config, idle).run(&*handler).await;
                 })
                 .detach();
             }
@@ -137,6 +146,12 @@ impl Slot {
         let slot = Slot(active.clone());
         (prev < max).then_some(slot)
     }
+
+    /// A slot over the cap, for a connection admitted because an idle one is being closed for it.
+    fn forced(active: &Arc<AtomicUsize>) -> Slot {
+        active.fetch_add(1, Ordering::AcqRel);
+        Slot(active.clone())
+    }
 }
 
 impl Drop for Slot {
@@ -157,6 +172,7 @@ enum Next {
 struct Connection {
     stream: TcpStream,
     config: ServerConfig,
+    idle: Arc<Idle>,
     input: Vec<u8>,
     output: Vec<u8>,
     served: u64,
@@ -164,11 +180,12 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(stream: TcpStream, config: ServerConfig) -> Connection {
+    fn new(stream: TcpStream, config: ServerConfig, idle: Arc<Idle>) -> Connection {
         let _ = stream.set_nodelay(true);
         Connection {
             stream,
             config,
+            idle,
             input: Vec::new(),
             output: Vec::new(),
             served: 0,
@@ -286,16 +303,37 @@ impl Connection {
             self.started = Some(Instant::now());
         }
         let (deadline, on_timeout) = self.read_deadline();
+        // Between requests the connection is idle: the server may reclaim it at its cap.
+        let ticket = (self.input.is_empty() && self.served > 0).then(|| self.idle.enter());
+        let chunk = if self.input.is_empty() {
+            // Small reads while nothing is pending: an idle connection holds 1 KiB, not more.
+            if self.input.capacity() > IDLE_CHUNK {
+                self.input = Vec::new();
+            }
+            IDLE_CHUNK
+        } else {
+            READ_CHUNK
+        };
         let len = self.input.len();
-        self.input.resize(len + READ_CHUNK, 0);
+        self.input.resize(len + chunk, 0);
         let read = smol::future::or(
             async { Some(self.stream.read(&mut self.input[len..]).await) },
             async {
-                Timer::at(deadline).await;
+                match &ticket {
+                    Some(ticket) => {
+                        smol::future::or(Timer::at(deadline), async {
+                            ticket.reclaimed().await;
+                            Instant::now()
+                        })
+                        .await
+                    }
+                    None => Timer::at(deadline).await,
+                };
                 None
             },
         )
         .await;
+        drop(ticket);
         let n = match read {
             Some(Ok(n)) => n,
             Some(Err(_)) => 0,

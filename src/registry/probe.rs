@@ -19,6 +19,9 @@ use std::time::Duration;
 
 /// Probes in flight at once, so a round over many instances stays a bounded use of sockets.
 pub const PROBE_CONCURRENCY: usize = 256;
+/// Idle probe connections kept for the next round: one per instance up to this many (each is a
+/// descriptor; beyond it probes reconnect, which costs a handshake and a TIME_WAIT each).
+pub const PROBE_POOL: usize = 16_384;
 /// The path every instance answers 200 on while it is alive (the original design's).
 pub const ALIVE_PATH: &str = "/aliveCheck";
 /// Shortest and longest time between two sweeps of expired leases (a quarter of the TTL in between).
@@ -34,10 +37,11 @@ const MIN_SLOT: Duration = Duration::from_millis(10);
 /// Probes every instance once per probe interval, forever, spread over the interval.
 pub async fn probe_loop(shared: Arc<Shared>) {
     let timeout = shared.config.probe_timeout;
-    let client = Client::new(ClientConfig {
+    let config = ClientConfig {
         connect_timeout: timeout,
         request_timeout: timeout,
-    });
+    };
+    let client = Client::with_pool_limit(config, PROBE_POOL);
     let permits = Arc::new(Semaphore::new(PROBE_CONCURRENCY));
     let interval = shared.config.probe_interval;
     let slots = slot_count(interval);
