@@ -61,16 +61,7 @@ fn adder_and_client_carry_the_token() {
         TOKEN,
         "--token-reads",
     ]);
-    let _with = Proc::start(&[
-        "adder",
-        "0",
-        "--registry",
-        &reg.addr,
-        "--beat",
-        "200ms",
-        "--token",
-        TOKEN,
-    ]);
+    let _with = Proc::adder_with(&reg.addr, &["--token", TOKEN]);
     let without = Proc::adder(&reg.addr);
     let listing = format!("GET /v1/services/add HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n");
     eventually("the tokened adder is healthy", || {
@@ -142,16 +133,7 @@ fn listening_beyond_loopback_without_a_token_warns() {
 #[test]
 fn healthy_listing_with_token_shows_only_the_tokened_adder() {
     let reg = Proc::registry(&["--probe-interval", "200ms", "--token", TOKEN]);
-    let with = Proc::start(&[
-        "adder",
-        "0",
-        "--registry",
-        &reg.addr,
-        "--beat",
-        "200ms",
-        "--token",
-        TOKEN,
-    ]);
+    let with = Proc::adder_with(&reg.addr, &["--token", TOKEN]);
     let without = Proc::adder(&reg.addr);
     eventually("the tokened adder is healthy", || {
         healthy(&reg.addr) == [with.addr.clone()]

@@ -19,16 +19,7 @@ fn run(args: &[&str]) -> (BTreeMap<String, u64>, u64, String) {
 fn p2c_sends_less_traffic_to_a_slow_adder_than_random() {
     let reg = Proc::registry(&["--probe-interval", "60s"]);
     let fast: Vec<Proc> = (0..2).map(|_| Proc::adder(&reg.addr)).collect();
-    let slow = Proc::start(&[
-        "adder",
-        "0",
-        "--registry",
-        &reg.addr,
-        "--beat",
-        "200ms",
-        "--delay",
-        "40ms",
-    ]);
+    let slow = Proc::adder_with(&reg.addr, &["--delay", "40ms"]);
     eventually("three adders", || healthy(&reg.addr).len() == 3);
     let common = [
         "1",
@@ -119,9 +110,7 @@ fn a_client_with_two_registries_loses_no_call_when_one_dies() {
     let mut first = Proc::registry(&["--probe-interval", "200ms"]);
     let second = Proc::registry(&["--probe-interval", "200ms"]);
     let both = format!("{},{}", first.addr, second.addr);
-    let _adders: Vec<Proc> = (0..3)
-        .map(|_| Proc::start(&["adder", "0", "--registry", &both, "--beat", "200ms"]))
-        .collect();
+    let _adders: Vec<Proc> = (0..3).map(|_| Proc::adder(&both)).collect();
     eventually("each registry knows all three", || {
         healthy(&first.addr).len() == 3 && healthy(&second.addr).len() == 3
     });

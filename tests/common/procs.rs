@@ -73,7 +73,14 @@ impl Proc {
 
     /// An adder on a free port, beating every 200 ms to `registry`.
     pub fn adder(registry: &str) -> Proc {
-        Proc::start(&["adder", "0", "--registry", registry, "--beat", "200ms"])
+        Proc::adder_with(registry, &[])
+    }
+
+    /// An adder on a free port, beating every 200 ms to `registry`, with extra flags.
+    pub fn adder_with(registry: &str, extra: &[&str]) -> Proc {
+        let mut args = vec!["adder", "0", "--registry", registry, "--beat", "200ms"];
+        args.extend_from_slice(extra);
+        Proc::start(&args)
     }
 
     /// Kills the process at once (SIGKILL) and reaps it.
