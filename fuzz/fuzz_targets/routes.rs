@@ -63,9 +63,11 @@ fn check(resp: &Response) {
             "{resp:?}"
         );
         assert_eq!(wire.len() - head, resp.body.len(), "{resp:?}");
+        // Date, Content-Type and Content-Length, `Connection: close` when closing, then the extras.
         assert_eq!(
             parsed.headers.len(),
-            2 + usize::from(!keep_alive) + resp.headers.len()
+            3 + usize::from(!keep_alive) + resp.headers.len()
         );
+        assert!(parsed.headers.iter().any(|h| h.name == "Date"));
     }
 }
