@@ -172,7 +172,7 @@ cluster-etcd: build
     echo "     kill ${pids[0]}    # etcd: lookups keep answering from each registry's copy, /health says degraded"
     echo "== Ctrl-C stops etcd, both registries and every adder"
     wait
-# Measure mini against nginx and etcd on loopback and write BENCH.md (about 4 minutes; installs wrk,
+# Measure mini against nginx and etcd on loopback and write BENCH.md (about 4-5 minutes; installs wrk,
 # nginx-light and etcd-server with apt-get when missing).
 bench:
     bash benches/run.sh

@@ -9,14 +9,15 @@
 # Knobs (environment), for quick trials; BENCH.md states the values used:
 #   BENCH_ROUNDS=3        lookup rounds (each round runs mini, nginx, etcd in turn)
 #   BENCH_WRK_SECONDS=5   length of one wrk run
-#   BENCH_ONLY="lookup heartbeat silence footprint probe"   sections to run
+#   BENCH_ONLY="lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation"
+#                         sections to run
 #   BENCH_OUT=BENCH.md    where to write the report
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${BENCH_ROUNDS:-3}
 WRK_SECONDS=${BENCH_WRK_SECONDS:-5}
-ONLY=${BENCH_ONLY:-lookup heartbeat silence footprint probe}
+ONLY=${BENCH_ONLY:-lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation}
 OUT=${BENCH_OUT:-BENCH.md}
 # Lookup load: one wrk thread, 50 keep-alive connections, for every server alike.
 WRK_THREADS=1
@@ -33,6 +34,21 @@ PROBE_WINDOW=15
 NOFILE=65536
 # A probe interval no run reaches, so the lookup and heartbeat registries never probe their fake instances.
 NO_PROBES=1440m
+# Watch latency: watchers per phase (one `mini_bench watch` process), changes timed per phase.
+WATCH_COUNTS=1,1000
+WATCH_CHANGES=20
+# Target of the watch and propagation sections (issue): a change reaches a waiting watcher within these.
+WATCH_TARGET_MS=50
+PROPAGATION_TARGET_MS=100
+# Balancing: client runs of LB_CALLS calls, LB_CONCURRENCY in flight, per strategy and round, with two
+# adders and one that waits LB_DELAY before each answer.
+LB_STRATEGIES=random,round-robin,p2c
+LB_ROUNDS=3
+LB_CALLS=600
+LB_CONCURRENCY=8
+LB_DELAY=40ms
+# p2c passes when it sends at most this fraction of random's share to the slow adder.
+LB_P2C_MAX_RATIO=0.5
 
 step() { printf '\n== %s\n' "$*" >&2; }
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
@@ -87,9 +103,13 @@ stop() {
     wait "$@" 2>/dev/null || true
 }
 
+# Temporary directories (etcd data) removed on exit.
+temp_dirs=()
+
 cleanup() {
     trap - EXIT INT TERM
     [ ${#pids[@]} -gt 0 ] && stop "${pids[@]}"
+    [ ${#temp_dirs[@]} -gt 0 ] && rm -rf "${temp_dirs[@]}"
     return 0
 }
 trap cleanup EXIT
@@ -130,6 +150,49 @@ wait_200() {
     done
     echo "GET http://$1$2 never answered 200" >&2
     return 1
+}
+
+# start_mini NAME ARGS...: starts `mini ARGS...` with MINI_THREADS=$threads in the background, its
+# stderr in $work/NAME.log; adds it to pids and sets mini_pid and mini_addr (its `listening on` address).
+start_mini() {
+    local name=$1
+    shift
+    MINI_THREADS=$threads "$mini" "$@" 2>"$work/$name.log" &
+    mini_pid=$!
+    pids+=("$mini_pid")
+    mini_addr=$(listen_addr "$work/$name.log" "$mini_pid")
+}
+
+# start_etcd NAME DATA_DIR: one etcd member with GOMAXPROCS=$threads on two free loopback ports, its
+# output in $work/NAME.log; adds it to pids, sets etcd_addr (client HOST:PORT) and waits for /health.
+start_etcd() {
+    local name=$1 data=$2 ports
+    mapfile -t ports < <("$bench" free-ports 2)
+    GOMAXPROCS=$threads etcd --name bench --data-dir "$data" \
+        --listen-client-urls "http://127.0.0.1:${ports[0]}" \
+        --advertise-client-urls "http://127.0.0.1:${ports[0]}" \
+        --listen-peer-urls "http://127.0.0.1:${ports[1]}" \
+        --initial-advertise-peer-urls "http://127.0.0.1:${ports[1]}" \
+        --initial-cluster "bench=http://127.0.0.1:${ports[1]}" \
+        >"$work/$name.log" 2>&1 &
+    pids+=($!)
+    etcd_addr=127.0.0.1:${ports[0]}
+    wait_200 "$etcd_addr" /health
+}
+
+# register_lookup_instances REGISTRY: the lookup load's 5 instances, 127.0.0.1:1111..5555 (nothing
+# listens there; run the registry with --probe-interval $NO_PROBES), with an hour's lease. An etcd-backed
+# registry answers 503 until it has read etcd, so each PUT is retried for a few seconds.
+register_lookup_instances() {
+    local port
+    for port in 1111 2222 3333 4444 5555; do
+        for _ in $(seq 250); do
+            http PUT "$1" "/v1/services/add/127.0.0.1:$port?ttl=60m" 2>/dev/null | head -1 | grep -q ' 200 ' && break
+            sleep 0.02
+        done
+    done
+    http GET "$1" /v1/services/add | grep -q '^# add index=[0-9]* live=5 '
+    http GET "$1" "/serviceAddr?queryParam=add" | grep -q '^127.0.0.1:[1-5]\{4\}$'
 }
 
 # --- numbers -----------------------------------------------------------------------------------------
@@ -193,8 +256,8 @@ began=$SECONDS
 
 if wants lookup; then
     step "lookup rate: mini vs nginx vs etcd, $ROUNDS rounds of ${WRK_SECONDS}s each"
-    mapfile -t ports < <("$bench" free-ports 3)
-    nginx_port=${ports[0]} etcd_port=${ports[1]} etcd_peer=${ports[2]}
+    mapfile -t ports < <("$bench" free-ports 1)
+    nginx_port=${ports[0]}
 
     MINI_THREADS=$threads "$mini" registry --listen 127.0.0.1:0 --probe-interval "$NO_PROBES" \
         2>"$work/lookup-registry.log" &
@@ -227,16 +290,8 @@ EOF
     pids+=($!)
     wait_200 "127.0.0.1:$nginx_port" /
 
-    GOMAXPROCS=$threads etcd --name bench --data-dir "$work/etcd" \
-        --listen-client-urls "http://127.0.0.1:$etcd_port" \
-        --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-        --listen-peer-urls "http://127.0.0.1:$etcd_peer" \
-        --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
-        --initial-cluster "bench=http://127.0.0.1:$etcd_peer" \
-        >"$work/etcd.log" 2>&1 &
-    pids+=($!)
-    etcd=127.0.0.1:$etcd_port
-    wait_200 "$etcd" /health
+    start_etcd etcd "$work/etcd"
+    etcd=$etcd_addr
     # key "add" = YWRk, value "127.0.0.1:1111" = MTI3LjAuMC4xOjExMTE=
     http POST "$etcd" /v3/kv/put '{"key":"YWRk","value":"MTI3LjAuMC4xOjExMTE="}' | head -1 | grep -q ' 200 '
     http POST "$etcd" /v3/kv/range '{"key":"YWRk"}' | grep -q 'MTI3LjAuMC4xOjExMTE='
@@ -417,6 +472,153 @@ if wants probe; then
         "registry default timings; \`mini_bench probe-target --registry $registry --count $PROBE_TARGETS\`; utime+stime delta of /proc/PID/stat over ${PROBE_WINDOW} s"
 fi
 
+# --- 6. change to watcher ----------------------------------------------------------------------------
+
+if wants watch; then
+    step "watch: PUT to the answers of $WATCH_COUNTS waiting watchers, $WATCH_CHANGES changes each"
+    start_mini watch-registry registry --listen 127.0.0.1:0 --probe-interval "$NO_PROBES"
+    cmd_watch="mini_bench watch --registry $mini_addr --pid $mini_pid --watchers $WATCH_COUNTS --changes $WATCH_CHANGES"
+    "$bench" watch --registry "$mini_addr" --pid "$mini_pid" --watchers "$WATCH_COUNTS" \
+        --changes "$WATCH_CHANGES" >"$work/watch.txt"
+    stop "${pids[@]}"
+    pids=()
+    read_results "$work/watch.txt"
+    cat "$work/watch.txt" >&2
+    for w in ${WATCH_COUNTS//,/ }; do
+        if [ "$w" = 1 ]; then
+            row "Change to watcher: \`PUT\` start to the answer of 1 waiting watch (\`GET /v1/services/add?index=N&wait=60s\`)" \
+                "median ${R[watch_1_median_p50_ms]} ms, max ${R[watch_1_median_max_ms]} ms over ${R[watch_changes]} changes" \
+                "target < $WATCH_TARGET_MS ms" \
+                "max $(div "${R[watch_1_median_max_ms]}" "$WATCH_TARGET_MS" %.3f)x target: $(verdict le "${R[watch_1_median_max_ms]}" "$WATCH_TARGET_MS")" \
+                "\`$cmd_watch\`"
+        else
+            row "Change to $w watchers (one client process, one connection each; all waiting before each change)" \
+                "per-change median watcher: median ${R[watch_${w}_median_p50_ms]} ms, p99 = max ${R[watch_${w}_median_max_ms]} ms; slowest watcher: median ${R[watch_${w}_slowest_p50_ms]} ms, max ${R[watch_${w}_slowest_max_ms]} ms (${R[watch_changes]} changes)" \
+                "target < $WATCH_TARGET_MS ms" \
+                "median watcher $(div "${R[watch_${w}_median_p50_ms]}" "$WATCH_TARGET_MS")x target: $(verdict le "${R[watch_${w}_median_p50_ms]}" "$WATCH_TARGET_MS"); slowest watcher (median over changes) $(div "${R[watch_${w}_slowest_p50_ms]}" "$WATCH_TARGET_MS")x: $(verdict le "${R[watch_${w}_slowest_p50_ms]}" "$WATCH_TARGET_MS")" \
+                "same run"
+            row "Watch cost: registry threads and RSS with $w waiting watchers" \
+                "${R[watch_${w}_threads]} threads (idle: ${R[watch_threads_idle]}); RSS $(kib_mb "${R[watch_${w}_rss_kib]}") (idle: $(kib_mb "${R[watch_rss_kib_idle]}"), $(awk -v a="${R[watch_${w}_rss_kib]}" -v b="${R[watch_rss_kib_idle]}" -v n="$w" 'BEGIN {printf "%.1f KB", (a - b) / n}') per watcher); all armed in ${R[watch_${w}_arm_ms]} ms, re-armed after a change in ${R[watch_${w}_rearm_p50_ms]} ms (median); registry CPU ${R[watch_${w}_registry_cpu_ms_per_change]} ms per change (watchers' process ${R[watch_${w}_watchers_cpu_ms_per_change]} ms)" \
+                "target: no thread per watcher" \
+                "$(verdict [ "${R[watch_${w}_threads]}" = "${R[watch_threads_idle]}" ]) (threads unchanged)" \
+                "same run (\`Threads:\` and VmRSS of /proc/PID/status)"
+        fi
+    done
+fi
+
+# --- 7. balancing around a slow adder ----------------------------------------------------------------
+
+if wants lb; then
+    step "lb: $LB_STRATEGIES with one slow adder ($LB_DELAY), $LB_ROUNDS rounds of $LB_CALLS calls"
+    cmd_lb="mini_bench lb --mini $mini --logs $work/lb --strategies $LB_STRATEGIES --rounds $LB_ROUNDS --calls $LB_CALLS --concurrency $LB_CONCURRENCY --delay $LB_DELAY"
+    "$bench" lb --mini "$mini" --logs "$work/lb" --strategies "$LB_STRATEGIES" --rounds "$LB_ROUNDS" \
+        --calls "$LB_CALLS" --concurrency "$LB_CONCURRENCY" --delay "$LB_DELAY" >"$work/lb.txt"
+    read_results "$work/lb.txt"
+    cat "$work/lb.txt" >&2
+    shares="" times="" failed=0
+    for s in ${LB_STRATEGIES//,/ }; do
+        k=${s//-/_}
+        shares+="${shares:+ / }${R[lb_${k}_slow_pct]} %"
+        times+="${times:+ / }${R[lb_${k}_seconds]}"
+        failed=$((failed + ${R[lb_${k}_failed]}))
+    done
+    share_ratio=$(div "${R[lb_p2c_slow_pct]}" "${R[lb_random_slow_pct]}")
+    time_ratio=$(div "${R[lb_p2c_seconds]}" "${R[lb_random_seconds]}")
+    n_adders=${R[lb_adders]}
+    row "Slow adder's share of calls (1 of $n_adders adders answers after $LB_DELAY), \`--lb ${LB_STRATEGIES//,/\` / \`}\`" \
+        "$shares (medians of $LB_ROUNDS rounds; $failed calls failed)" \
+        "fair share $(div 100 "$n_adders" '%.1f') %; target: p2c far below random (<= ${LB_P2C_MAX_RATIO}x)" \
+        "p2c ${share_ratio}x random: $(verdict le "$share_ratio" "$LB_P2C_MAX_RATIO")" \
+        "\`$cmd_lb\`, each run \`mini client 1 2 --registry ADDR --repeat $LB_CALLS --concurrency $LB_CONCURRENCY --lb S\`"
+    row "Wall time of $LB_CALLS calls, $LB_CONCURRENCY in flight, \`--lb ${LB_STRATEGIES//,/\` / \`}\`" \
+        "$times s (medians of $LB_ROUNDS rounds, strategies alternating)" \
+        "target: p2c finishes sooner than random" \
+        "p2c ${time_ratio}x random: $(verdict le "${R[lb_p2c_seconds]}" "${R[lb_random_seconds]}")" "same run (process start to exit)"
+fi
+
+# --- 8. lookups through an etcd-backed registry ------------------------------------------------------
+
+if wants etcd-lookup; then
+    step "etcd-lookup: --store etcd vs memory, $ROUNDS rounds of ${WRK_SECONDS}s each"
+    etcd_data=$(mktemp -d -t mini-bench-etcd-XXXXXX)
+    temp_dirs+=("$etcd_data")
+    start_etcd etcd-lookup-etcd "$etcd_data"
+    start_mini etcd-lookup-memory registry --listen 127.0.0.1:0 --probe-interval "$NO_PROBES"
+    declare -A target_of=([memory]=$mini_addr)
+    start_mini etcd-lookup-store registry --listen 127.0.0.1:0 --probe-interval "$NO_PROBES" \
+        --store etcd --etcd "http://$etcd_addr"
+    target_of[etcd]=$mini_addr
+    register_lookup_instances "${target_of[memory]}"
+    register_lookup_instances "${target_of[etcd]}"
+    wrk_cmd=(wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"${WRK_SECONDS}s" --latency --timeout 2s)
+    declare -A e_rps e_p99 e_errs e_cmd
+    etcd_round_rows=()
+    e_ratios=""
+    for round in $(seq "$ROUNDS"); do
+        line="| $round"
+        for who in memory etcd; do
+            out=$work/wrk-store-$who-$round.txt
+            args=("${wrk_cmd[@]}" "http://${target_of[$who]}/serviceAddr?queryParam=add")
+            e_cmd[$who]="${args[*]}"
+            "${args[@]}" >"$out"
+            e_rps[$who]+="$(wrk_rps "$out") "
+            e_p99[$who]+="$(wrk_p99 "$out") "
+            e_errs[$who]=$((${e_errs[$who]:-0} + $(wrk_errors "$out")))
+            line+=" | $(wrk_rps "$out") req/s, p99 $(wrk_p99 "$out") ms"
+            echo "   round $round mini --store $who: $(wrk_rps "$out") req/s, p99 $(wrk_p99 "$out") ms" >&2
+        done
+        r=$(div "$(wrk_rps "$work/wrk-store-etcd-$round.txt")" "$(wrk_rps "$work/wrk-store-memory-$round.txt")")
+        e_ratios+="$r "
+        etcd_round_rows+=("$line | ${r}x |")
+    done
+    # The registry must still be following etcd after the load (not answering from a frozen copy).
+    health=$(http GET "${target_of[etcd]}" /health | tail -1)
+    stop "${pids[@]}"
+    pids=()
+    for who in memory etcd; do
+        # shellcheck disable=SC2086
+        R[store_rps_$who]=$(median ${e_rps[$who]})
+        # shellcheck disable=SC2086
+        R[store_p99_$who]=$(median ${e_p99[$who]})
+    done
+    # shellcheck disable=SC2086
+    vs_memory=$(median $e_ratios)
+    row "Lookup rate through an etcd-backed registry (\`--store etcd\`, 1 etcd member): \`GET /serviceAddr?queryParam=add\`, 5 instances" \
+        "${R[store_rps_etcd]} req/s, p99 ${R[store_p99_etcd]} ms (medians of $ROUNDS; ${e_errs[etcd]} errors; \`/health\` after: \`$health\`)" \
+        "in-memory registry, same runs alternating: ${R[store_rps_memory]} req/s, p99 ${R[store_p99_memory]} ms (${e_errs[memory]} errors)" \
+        "${vs_memory}x memory (median of the per-round ratios); p99 $(div "${R[store_p99_etcd]}" "${R[store_p99_memory]}")x" \
+        "\`${e_cmd[etcd]}\` (etcd-backed); \`${e_cmd[memory]}\` (memory)"
+fi
+
+# --- 9. propagation between registries on one etcd ---------------------------------------------------
+
+if wants etcd-propagation; then
+    step "etcd-propagation: PUT on registry 1 to a watcher of registry 2, $WATCH_CHANGES changes"
+    etcd_data=$(mktemp -d -t mini-bench-etcd-XXXXXX)
+    temp_dirs+=("$etcd_data")
+    start_etcd etcd-propagation-etcd "$etcd_data"
+    start_mini etcd-propagation-r1 registry --listen 127.0.0.1:0 --probe-interval "$NO_PROBES" \
+        --store etcd --etcd "http://$etcd_addr"
+    r1=$mini_addr
+    start_mini etcd-propagation-r2 registry --listen 127.0.0.1:0 --probe-interval "$NO_PROBES" \
+        --store etcd --etcd "http://$etcd_addr"
+    r2=$mini_addr r2_pid=$mini_pid
+    wait_200 "$r1" /health
+    wait_200 "$r2" /health
+    cmd_propagation="mini_bench watch --registry $r2 --writer $r1 --pid $r2_pid --watchers 1 --changes $WATCH_CHANGES --prefix propagation"
+    "$bench" watch --registry "$r2" --writer "$r1" --pid "$r2_pid" --watchers 1 \
+        --changes "$WATCH_CHANGES" --prefix propagation >"$work/propagation.txt"
+    stop "${pids[@]}"
+    pids=()
+    read_results "$work/propagation.txt"
+    cat "$work/propagation.txt" >&2
+    row "Propagation between registries on one etcd: \`PUT\` start on registry 1 to the answer of a watch on registry 2 listing it" \
+        "median ${R[propagation_1_median_p50_ms]} ms, p99 = max ${R[propagation_1_median_max_ms]} ms over ${R[propagation_changes]} registrations" \
+        "target < $PROPAGATION_TARGET_MS ms" \
+        "max $(div "${R[propagation_1_median_max_ms]}" "$PROPAGATION_TARGET_MS" %.3f)x target: $(verdict le "${R[propagation_1_median_max_ms]}" "$PROPAGATION_TARGET_MS")" \
+        "\`$cmd_propagation\`"
+fi
+
 # --- report ------------------------------------------------------------------------------------------
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -452,6 +654,14 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
         echo "|---|---|---|---|---|---|"
         printf '%s\n' "${round_rows[@]}"
     fi
+    if [ -n "${etcd_round_rows+x}" ]; then
+        echo
+        echo "## Lookup rounds through an etcd-backed registry"
+        echo
+        echo "| round | mini --store memory | mini --store etcd | etcd / memory |"
+        echo "|---|---|---|---|"
+        printf '%s\n' "${etcd_round_rows[@]}"
+    fi
     echo
     echo "## How each figure is taken"
     echo
@@ -475,6 +685,27 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "- **Probe cost**: \`mini_bench probe-target\` listens on $PROBE_TARGETS ports of 127.0.0.1 in one process (our"
     echo "  server, \`GET /aliveCheck\` answers 200) and registers them; the registry (default timings) probes them all"
     echo "  every 5 s; its utime+stime over ${PROBE_WINDOW} s (three rounds) is the figure."
+    echo "- **Change to watcher**: \`mini_bench watch\` holds W blocking queries (W = ${WATCH_COUNTS//,/ and }) on service \`add\`"
+    echo "  of a registry (\`--probe-interval $NO_PROBES\`), each a task on \`mini::rt\` with its own \`mini::http::client\`"
+    echo "  (so its own connection) and a 60 s wait. When the registry's \`mini_watchers\` gauge (\`/metrics\`, read every"
+    echo "  2 ms) shows all W waiting, it notes the time and registers a new fake instance with \`PUT ...?ttl=60m\`; a"
+    echo "  watcher's latency runs from that moment to its response being complete and listing the instance. Every"
+    echo "  watcher re-arms on the index its answer carried and the gauge must read W again before the next of"
+    echo "  $WATCH_CHANGES changes. Per change: the median and the slowest watcher; reported as the median and max"
+    echo "  over the changes (with $WATCH_CHANGES changes the nearest-rank p99 is the max). The watchers share the"
+    echo "  $threads cores with the registry. Threads and RSS: \`Threads:\` and VmRSS of the registry's /proc/PID/status."
+    echo "- **Balancing around a slow adder**: \`mini_bench lb\` starts a registry, two \`mini adder 0 --beat 200ms\` and one"
+    echo "  with \`--delay $LB_DELAY\` (waits that long before each answer), then, in each of $LB_ROUNDS rounds, runs"
+    echo "  \`mini client 1 2 --repeat $LB_CALLS --concurrency $LB_CONCURRENCY --lb S\` for S = ${LB_STRATEGIES//,/, } in turn; the slow"
+    echo "  adder's share is its \`ADDR served N\` line over $LB_CALLS, the time is the client process's wall time."
+    echo "- **Lookups through etcd**: one etcd member (temp data dir, \`GOMAXPROCS=$threads\`) and two registries, one"
+    echo "  \`--store memory\` and one \`--store etcd\`, each holding the lookup section's 5 instances; each round runs"
+    echo "  the same wrk as the lookup section against the memory one, then the etcd one. Lookups read the registry's"
+    echo "  local copy in both modes, so the ratio shows what following etcd costs the read path."
+    echo "- **Propagation through etcd**: two \`--store etcd\` registries on one etcd member (temp data dir); \`mini_bench"
+    echo "  watch --watchers 1 --writer R1\` arms a watch on registry 2, waits until its gauge shows it, then"
+    echo "  \`PUT\`s a new instance on registry 1 and times until registry 2's watch answers with the instance"
+    echo "  listed ($WATCH_CHANGES registrations)."
 } >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 step "wrote $OUT in $((SECONDS - began)) s"

@@ -32,12 +32,18 @@ pub fn free_ports(count: usize) -> BenchResult<Vec<u16>> {
 
 /// Resident set size of `pid` in KiB (`VmRSS` in `/proc/PID/status`).
 pub fn rss_kib(pid: u32) -> BenchResult<u64> {
+    status_field(pid, "VmRSS:")
+}
+
+/// The number in the line `name` (such as `VmRSS:` or `Threads:`) of `/proc/PID/status`, without its
+/// unit (`kB` for sizes).
+pub fn status_field(pid: u32, name: &str) -> BenchResult<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status").into())
+        .ok_or_else(|| format!("no {name} in /proc/{pid}/status").into())
 }
 
 /// CPU time (user + system) `pid` has used so far, in seconds, from `/proc/PID/stat`.

@@ -10,14 +10,18 @@
 //! | `silence` | kills adders and measures how long until the registry stops handing them out; counts failed client calls while adders die |
 //! | `footprint` | cold start to the first 200 on `/health`, idle RSS of a registry and an adder |
 //! | `probe-target` | serves `/aliveCheck` on many loopback ports and registers them all, for the probe-cost run |
+//! | `watch` | time from a registration to the answers of 1 or 1000 waiting watchers (also across two registries on etcd) |
+//! | `lb` | share of calls a slow adder gets, and the batch's time, under `--lb random`, `round-robin` and `p2c` |
 //!
 //! Run through `just bench`; `cargo bench` alone only prints this hint.
 
 mod common;
 mod footprint;
 mod heartbeat;
+mod lb;
 mod probe_target;
 mod silence;
+mod watch;
 
 use argh::FromArgs;
 use std::process::ExitCode;
@@ -37,6 +41,8 @@ enum Command {
     Silence(silence::Args),
     Footprint(footprint::Args),
     ProbeTarget(probe_target::Args),
+    Watch(watch::Args),
+    Lb(lb::Args),
 }
 
 /// Print N free loopback ports, one per line.
@@ -82,6 +88,8 @@ fn main() -> ExitCode {
         Command::Silence(a) => silence::run(a),
         Command::Footprint(a) => footprint::run(a),
         Command::ProbeTarget(a) => probe_target::run(a),
+        Command::Watch(a) => watch::run(a),
+        Command::Lb(a) => lb::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
