@@ -26,7 +26,7 @@ use super::{Shared, MAX_TTL};
 use crate::http::router::{printable, Router};
 use crate::http::{server, Handler, Request, Response};
 use crate::{addr, duration, json, log};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The service an original heartbeat or lookup means when it names none.
@@ -95,7 +95,22 @@ const TABLE: &[(&str, &str, Route)] = &[
 pub struct Routes {
     shared: Arc<Shared>,
     router: Router<Route>,
+    woken: Mutex<Option<Rendered>>,
 }
+
+/// The listing last sent to a woken watcher: the thousand watchers one change wakes share one
+/// rendering instead of each walking the instances under the lock.
+struct Rendered {
+    service: String,
+    json: bool,
+    index: u64,
+    at: Instant,
+    resp: Response,
+}
+
+/// How long a rendered listing may be reused for other watchers of the same index (its "ms ago"
+/// figures are at most this stale).
+const REUSE_LISTING: Duration = Duration::from_millis(100);
 
 impl Routes {
     /// Routes over shared state.
@@ -103,6 +118,7 @@ impl Routes {
         Routes {
             shared,
             router: Router::new(TABLE),
+            woken: Mutex::new(None),
         }
     }
 
@@ -285,6 +301,34 @@ impl Routes {
 
     /// The instances of `service`, with the change index in a header and in the body.
     fn listing(&self, service: &str, json: bool) -> Response {
+        self.render(service, json).1
+    }
+
+    /// The listing for a woken watcher, rendered once per service, index and format.
+    fn shared_listing(&self, service: &str, json: bool) -> Response {
+        let index = self.shared.state().index(service);
+        let fresh = |r: &Rendered| {
+            r.service == service
+                && r.json == json
+                && r.index == index
+                && r.at.elapsed() < REUSE_LISTING
+        };
+        let mut woken = self.woken.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = woken.as_ref().filter(|r| fresh(r)) {
+            return r.resp.clone();
+        }
+        let (index, resp) = self.render(service, json);
+        *woken = Some(Rendered {
+            service: service.to_string(),
+            json,
+            index,
+            at: Instant::now(),
+            resp: resp.clone(),
+        });
+        resp
+    }
+
+    fn render(&self, service: &str, json: bool) -> (u64, Response) {
         let (instances, index) = {
             let state = self.shared.state();
             (
@@ -308,7 +352,7 @@ impl Routes {
             body.extend(instances.iter().map(|i| instance_text(i, now)));
             Response::text(200, body)
         };
-        resp.with_header("X-Mini-Index", index.to_string())
+        (index, resp.with_header("X-Mini-Index", index.to_string()))
     }
 
     /// A watch request (`GET /v1/services/{service}?index=N[&wait=30s]`), if this is one.
@@ -354,7 +398,7 @@ impl Routes {
             server::with_timeout(w.wait + jitter, sub.changed()).await;
         }
         drop(sub);
-        self.listing(&w.service, w.json)
+        self.shared_listing(&w.service, w.json)
     }
 }
 
