@@ -140,20 +140,11 @@ impl Metrics {
     fn render(&self) -> String {
         let mut page = Exposition::default();
         self.http.render(&mut page, "mini");
-        page.family(
+        page.outcomes(
             "mini_heartbeats_sent_total",
             "Heartbeats sent to the registry, by result.",
-            "counter",
-        );
-        page.sample(
-            "mini_heartbeats_sent_total",
-            &[("result", "ok")],
-            self.beats_ok.get() as f64,
-        );
-        page.sample(
-            "mini_heartbeats_sent_total",
-            &[("result", "failed")],
-            self.beats_failed.get() as f64,
+            &self.beats_ok,
+            &self.beats_failed,
         );
         page.single(
             "mini_uptime_seconds",

@@ -119,6 +119,13 @@ impl Exposition {
         self.sample(name, &[], value);
     }
 
+    /// A counter family split by `result="ok"` and `result="failed"`.
+    pub fn outcomes(&mut self, name: &str, help: &str, ok: &Counter, failed: &Counter) {
+        self.family(name, help, "counter");
+        self.sample(name, &[("result", "ok")], ok.get() as f64);
+        self.sample(name, &[("result", "failed")], failed.get() as f64);
+    }
+
     /// The page.
     pub fn finish(self) -> String {
         self.out

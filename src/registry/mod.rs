@@ -124,16 +124,11 @@ impl Shared {
             "counter",
             m.heartbeats.get() as f64,
         );
-        page.family("mini_probes_total", "Health probes, by result.", "counter");
-        page.sample(
+        page.outcomes(
             "mini_probes_total",
-            &[("result", "ok")],
-            m.probes_ok.get() as f64,
-        );
-        page.sample(
-            "mini_probes_total",
-            &[("result", "failed")],
-            m.probes_failed.get() as f64,
+            "Health probes, by result.",
+            &m.probes_ok,
+            &m.probes_failed,
         );
         page.single(
             "mini_expired_total",
