@@ -58,11 +58,16 @@ pub async fn probe_loop(shared: Arc<Shared>) {
             .state()
             .probe_targets()
             .into_iter()
-            .filter(|t| key.hash_one(&t.addr) % u64::from(slots) == u64::from(slot))
+            .filter(|t| slot_of(&key, &t.addr, slots) == slot)
             .collect();
         let batch = probe_batch(shared.clone(), client.clone(), permits.clone(), targets);
         crate::rt::spawn(batch).detach();
     }
+}
+
+/// The slot of the interval in which `addr` is probed: fixed for the process, random across processes.
+pub fn slot_of(key: &RandomState, addr: &str, slots: u32) -> u32 {
+    (key.hash_one(addr) % u64::from(slots.max(1))) as u32
 }
 
 /// How many slots an interval is cut into.
@@ -152,5 +157,32 @@ pub async fn sweep_loop(shared: Arc<Shared>) {
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ten_thousand_instances_spread_evenly_over_the_slots() {
+        let key = RandomState::new();
+        let mut counts = [0usize; PROBE_SLOTS as usize];
+        for i in 0..10_000u32 {
+            let addr = format!("127.0.{}.{}:{}", i / 250, i % 250, 1024 + i);
+            counts[slot_of(&key, &addr, PROBE_SLOTS) as usize] += 1;
+        }
+        // 625 each on average: no slot is a burst, none is empty.
+        for (slot, n) in counts.iter().enumerate() {
+            assert!((500..=750).contains(n), "slot {slot} has {n}: {counts:?}");
+        }
+    }
+
+    #[test]
+    fn an_instance_keeps_its_slot_within_a_process() {
+        let key = RandomState::new();
+        let first = slot_of(&key, "127.0.0.1:1111", PROBE_SLOTS);
+        assert!((0..10).all(|_| slot_of(&key, "127.0.0.1:1111", PROBE_SLOTS) == first));
+        assert!(first < PROBE_SLOTS);
     }
 }
