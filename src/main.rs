@@ -306,18 +306,8 @@ fn run_registry(a: RegistryArgs) -> ExitCode {
 }
 
 fn run_adder(a: AdderArgs) -> ExitCode {
-    let registries = match registries(&a.registry) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    if !registry::state::valid_service_name(&a.service) {
-        return usage_error(&format!(
-            "--service {:?}: not a valid service name",
-            a.service
-        ));
-    }
-    let token = match token(a.token) {
-        Ok(t) => t,
+    let (registries, token) = match peer_flags(&a.registry, &a.service, a.token) {
+        Ok(checked) => checked,
         Err(code) => return code,
     };
     let config = adder::Config {
@@ -350,16 +340,10 @@ fn run_client(a: ClientArgs) -> ExitCode {
         (Err(_), _) => return usage_error(&format!("A {:?} is not a 64-bit integer", a.a)),
         (_, Err(_)) => return usage_error(&format!("B {:?} is not a 64-bit integer", a.b)),
     };
-    let registries = match registries(&a.registry) {
-        Ok(r) => r,
+    let (registries, token) = match peer_flags(&a.registry, &a.service, a.token) {
+        Ok(checked) => checked,
         Err(code) => return code,
     };
-    if !registry::state::valid_service_name(&a.service) {
-        return usage_error(&format!(
-            "--service {:?}: not a valid service name",
-            a.service
-        ));
-    }
     if a.repeat == 0 || a.concurrency == 0 {
         return usage_error("--repeat and --concurrency must be at least 1");
     }
@@ -367,10 +351,6 @@ fn run_client(a: ClientArgs) -> ExitCode {
         None => None,
         Some(Ok(s)) => Some(s),
         Some(Err(why)) => return usage_error(&format!("--lb: {why}")),
-    };
-    let token = match token(a.token) {
-        Ok(t) => t,
-        Err(code) => return code,
     };
     mini::rt::block_on(async {
         let caller = match strategy {
@@ -418,6 +398,21 @@ fn run_client(a: ClientArgs) -> ExitCode {
 
 /// How long a balanced client waits for its first listing of the service.
 const FIRST_LISTING: Duration = Duration::from_secs(5);
+
+/// What the adder and the client both take: `--registry` list, `--service` and `--token`, checked.
+fn peer_flags(
+    list: &str,
+    service: &str,
+    token_flag: Option<String>,
+) -> Result<(Vec<String>, Option<String>), ExitCode> {
+    let registries = registries(list)?;
+    if !registry::state::valid_service_name(service) {
+        return Err(usage_error(&format!(
+            "--service {service:?}: not a valid service name"
+        )));
+    }
+    Ok((registries, token(token_flag)?))
+}
 
 /// Splits `a,b,c` into checked registry addresses.
 fn registries(list: &str) -> Result<Vec<String>, ExitCode> {
