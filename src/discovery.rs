@@ -161,6 +161,15 @@ pub async fn fetch(
 
 /// How long each watch of a [`Discovery`] waits at the registry before it answers anyway.
 pub const WATCH_WAIT: Duration = Duration::from_secs(30);
+/// The HTTP client for watches: its request timeout outlasts [`WATCH_WAIT`] plus the registry's
+/// jitter (up to 1/16 of the wait) with room to spare.
+pub fn watch_client() -> Client {
+    Client::new(ClientConfig {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: WATCH_WAIT + WATCH_WAIT / 8 + Duration::from_secs(5),
+    })
+}
+
 /// Pause after every registry failed once in a row.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
@@ -279,10 +288,7 @@ async fn keep_watching(
     bearer: Option<String>,
     ready: Sender<()>,
 ) {
-    let http = Client::new(ClientConfig {
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: WATCH_WAIT + WATCH_WAIT / 8 + Duration::from_secs(5),
-    });
+    let http = watch_client();
     let mut turn = 0;
     let mut after = None;
     let mut failures = 0;

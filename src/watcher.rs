@@ -1,22 +1,16 @@
 //! `mini watch SERVICE`: prints each instance event of a service as it happens, for people.
 
-use crate::discovery::{diff, fetch, Snapshot};
-use crate::http::client::{Client, ClientConfig};
+use crate::discovery::{diff, fetch, watch_client, Snapshot, WATCH_WAIT};
 use crate::log;
 use smol::Timer;
 use std::time::Duration;
 
-/// How long each watch request waits at the registry before it answers anyway.
-pub const WATCH_WAIT: Duration = Duration::from_secs(30);
 /// Pause before asking again after the registry failed.
 pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// Watches forever: prints the current instances, then one line per event (`+`, `-`, `~`) on stdout.
 pub async fn run(registry: &str, service: &str, bearer: Option<String>) {
-    let http = Client::new(ClientConfig {
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: WATCH_WAIT + WATCH_WAIT / 8 + Duration::from_secs(5),
-    });
+    let http = watch_client();
     let mut known = Snapshot::default();
     let mut after = None;
     let mut failing = false;
