@@ -15,6 +15,7 @@ pub mod base64;
 pub mod client;
 pub mod discovery;
 pub mod duration;
+pub mod env;
 pub mod etcd;
 pub mod http;
 pub mod json;
