@@ -6,6 +6,7 @@
 use mini::balance::Strategy;
 use mini::client::Balanced;
 use mini::discovery::Discovery;
+use mini::proto::ServiceName;
 use std::time::Duration;
 
 fn main() {
@@ -13,8 +14,9 @@ fn main() {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:6666".to_string());
     let registries = vec![registry];
+    let add = ServiceName::default();
     mini::rt::block_on(async {
-        let adders = Discovery::start(&registries, "add", Strategy::P2c, None);
+        let adders = Discovery::start(&registries, &add, Strategy::P2c, None);
         if !adders.ready(Duration::from_secs(2)).await {
             eprintln!("no listing from {}", registries[0]);
             std::process::exit(1);
@@ -22,7 +24,7 @@ fn main() {
         println!("known adders: {}", adders.instances().join(", "));
         drop(adders);
 
-        let caller = Balanced::start(&registries, "add", Strategy::P2c, None);
+        let caller = Balanced::start(&registries, &add, Strategy::P2c, None);
         caller.ready(Duration::from_secs(2)).await;
         for i in 0..10 {
             match caller.add(i, 100).await {

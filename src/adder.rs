@@ -13,10 +13,9 @@ use crate::http::client::{Client, ClientConfig};
 use crate::http::router::Router;
 use crate::http::server::{self, ServerConfig};
 use crate::http::{Handler, Request, Response};
-use crate::log;
 use crate::metrics::{Counter, Exposition, HttpCounts};
-use crate::registry::auth::bearer;
-use crate::registry::routes::DEFAULT_SERVICE;
+use crate::proto::{self, bearer, ServiceName};
+use crate::{log, rt};
 use async_net::TcpListener;
 use smol::stream::StreamExt;
 use smol::Timer;
@@ -25,6 +24,8 @@ use std::time::{Duration, Instant};
 
 /// Heartbeat period of the original design.
 pub const DEFAULT_BEAT: Duration = Duration::from_secs(5);
+/// The host an adder listens on and announces unless told otherwise.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
 /// Time the deregistration on shutdown may take before the adder exits anyway.
 pub const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -35,10 +36,12 @@ pub struct Config {
     pub registries: Vec<String>,
     /// The host this adder announces (and listens on).
     pub host: String,
+    /// The port [`serve`] listens on (0 picks a free one).
+    pub port: u16,
     /// Heartbeat period.
     pub beat: Duration,
     /// Service name to register under.
-    pub service: String,
+    pub service: ServiceName,
     /// The registry's token, sent as `Authorization: Bearer` on heartbeats and deregistration.
     pub token: Option<String>,
     /// An artificial delay before each sum (testing only: makes this adder slow).
@@ -48,10 +51,11 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            registries: vec![crate::registry::DEFAULT_LISTEN.to_string()],
-            host: "127.0.0.1".to_string(),
+            registries: vec![proto::DEFAULT_REGISTRY.to_string()],
+            host: DEFAULT_HOST.to_string(),
+            port: 0,
             beat: DEFAULT_BEAT,
-            service: DEFAULT_SERVICE.to_string(),
+            service: ServiceName::default(),
             token: None,
             delay: None,
         }
@@ -169,11 +173,11 @@ impl Default for Routes {
     fn default() -> Self {
         Routes {
             router: Router::new(&[
-                ("GET", "/Add/{}/{}", Route::AddPath),
-                ("GET", "/Add", Route::AddQuery),
-                ("GET", "/aliveCheck", Route::Alive),
-                ("GET", "/health", Route::Alive),
-                ("GET", "/metrics", Route::Metrics),
+                ("GET", proto::ADD_PATTERN, Route::AddPath),
+                ("GET", proto::ADD, Route::AddQuery),
+                ("GET", proto::ALIVE_CHECK, Route::Alive),
+                ("GET", proto::HEALTH, Route::Alive),
+                ("GET", proto::METRICS, Route::Metrics),
             ]),
             metrics: Arc::default(),
             delay: None,
@@ -233,6 +237,15 @@ impl Handler for Routes {
     }
 }
 
+/// `mini adder`: listens on `config.host:config.port`, says `listening on ADDR`, then [`run`]s.
+pub async fn serve(config: Config) -> std::io::Result<()> {
+    let listener = rt::bind(&format!("{}:{}", config.host, config.port)).await?;
+    if let Ok(addr) = listener.local_addr() {
+        log::line("adder", format_args!("listening on {addr}"));
+    }
+    run(listener, config).await
+}
+
 /// Serves on `listener`, heartbeats to the registry, and on SIGINT or SIGTERM deregisters and returns.
 ///
 /// ```no_run
@@ -252,7 +265,7 @@ pub async fn run(listener: TcpListener, config: Config) -> std::io::Result<()> {
         ..Routes::default()
     };
     let metrics = routes.metrics.clone();
-    crate::rt::spawn(server::serve(
+    rt::spawn(server::serve(
         listener,
         Arc::new(routes),
         ServerConfig::default(),
@@ -270,7 +283,7 @@ pub async fn run(listener: TcpListener, config: Config) -> std::io::Result<()> {
                 me.clone(),
                 metrics.clone(),
             );
-            crate::rt::spawn(beat)
+            rt::spawn(beat)
         })
         .collect();
     let mut signals = signals;
@@ -286,7 +299,7 @@ pub async fn run(listener: TcpListener, config: Config) -> std::io::Result<()> {
         .registries
         .iter()
         .map(|registry| {
-            crate::rt::spawn(deregister(
+            rt::spawn(deregister(
                 client.clone(),
                 config.clone(),
                 registry.clone(),
@@ -300,15 +313,6 @@ pub async fn run(listener: TcpListener, config: Config) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The original heartbeat path: `POST /registerList?ip=ME`, plus `&service=` when not `add`.
-pub fn heartbeat_target(me: &str, service: &str) -> String {
-    if service == DEFAULT_SERVICE {
-        format!("/registerList?ip={me}")
-    } else {
-        format!("/registerList?ip={me}&service={service}")
-    }
-}
-
 /// Beats to `registry` at start and every `config.beat`; failures are logged once per outage, never
 /// fatal.
 async fn heartbeat(
@@ -318,7 +322,7 @@ async fn heartbeat(
     me: String,
     metrics: Arc<Metrics>,
 ) {
-    let target = heartbeat_target(&me, &config.service);
+    let target = proto::register_list_target(&me, &config.service);
     let bearer = bearer(config.token.as_deref());
     let mut ticks = Timer::interval(config.beat);
     let mut ok = None;
@@ -361,11 +365,11 @@ async fn heartbeat(
 }
 
 async fn deregister(client: Client, config: Config, registry: String, me: String) {
-    let target = format!("/v1/services/{}/{me}", config.service);
+    let target = proto::instance_path(&config.service, &me);
     let bearer = bearer(config.token.as_deref());
     let me = me.as_str();
     let leave = client.call("DELETE", &registry, &target, bearer.as_deref());
-    match server::with_timeout(DEREGISTER_TIMEOUT, leave).await {
+    match rt::timeout(DEREGISTER_TIMEOUT, leave).await {
         Some(Ok(r)) if r.status == 200 => {
             log::line("adder", format_args!("{me} deregistered from {registry}"))
         }
@@ -397,17 +401,5 @@ mod tests {
             add("99999999999999999999", "1"),
             Err(AddError::NotANumber(_))
         ));
-    }
-
-    #[test]
-    fn heartbeat_keeps_the_original_shape() {
-        assert_eq!(
-            heartbeat_target("127.0.0.1:1111", "add"),
-            "/registerList?ip=127.0.0.1:1111"
-        );
-        assert_eq!(
-            heartbeat_target("h:1", "mul"),
-            "/registerList?ip=h:1&service=mul"
-        );
     }
 }

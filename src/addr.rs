@@ -57,6 +57,59 @@ pub fn check(addr: &str) -> Result<(), AddrError> {
     }
 }
 
+/// How [`parse_list`] reads the entries of a comma-separated list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListForm {
+    /// Every entry is a `HOST:PORT` (`--registry a,b`); an empty entry is a bad one.
+    Addrs,
+    /// Entries are `http://HOST:PORT[/]` or `HOST:PORT` (`--etcd`); empty ones are skipped and
+    /// `https://` is refused (our HTTP client speaks plain HTTP only).
+    HttpUrls,
+}
+
+/// What is wrong with a list of addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListError {
+    /// This entry (trimmed) is not acceptable, for this reason.
+    Entry(String, String),
+    /// There is no entry at all.
+    Empty,
+}
+
+/// Parses a comma-separated list of addresses into checked `HOST:PORT`s, spaces around entries
+/// allowed: the one parser of `--registry` and `--etcd` lists.
+///
+/// ```
+/// use mini::addr::{parse_list, ListError, ListForm};
+/// assert_eq!(parse_list("a:1, b:2", ListForm::Addrs).unwrap(), ["a:1", "b:2"]);
+/// assert_eq!(parse_list("a:1,,b:2", ListForm::Addrs), Err(ListError::Entry("".into(), "address must be HOST:PORT".into())));
+/// assert_eq!(parse_list("http://a:1/,,b:2", ListForm::HttpUrls).unwrap(), ["a:1", "b:2"]);
+/// assert_eq!(parse_list(" ", ListForm::HttpUrls), Err(ListError::Empty));
+/// ```
+pub fn parse_list(text: &str, form: ListForm) -> Result<Vec<String>, ListError> {
+    let mut out = Vec::new();
+    for entry in text.split(',').map(str::trim) {
+        let addr = match form {
+            ListForm::Addrs => entry,
+            ListForm::HttpUrls if entry.is_empty() => continue,
+            ListForm::HttpUrls if entry.starts_with("https://") => {
+                let why = "https is not supported, use http://";
+                return Err(ListError::Entry(entry.to_string(), why.to_string()));
+            }
+            ListForm::HttpUrls => entry
+                .strip_prefix("http://")
+                .unwrap_or(entry)
+                .trim_end_matches('/'),
+        };
+        check(addr).map_err(|e| ListError::Entry(entry.to_string(), e.to_string()))?;
+        out.push(addr.to_string());
+    }
+    if out.is_empty() {
+        return Err(ListError::Empty);
+    }
+    Ok(out)
+}
+
 fn valid_host(host: &str) -> bool {
     if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         return inner.parse::<Ipv6Addr>().is_ok();

@@ -4,11 +4,14 @@
 //! This is the original design's retry loop with its two holes closed: it stops when the registry says
 //! there is no instance (the original looped forever on some answers), and it is bounded by
 //! [`MAX_LOOKUPS`] however the registry answers.
+//!
+//! [`run`] is `mini client A B`: one call, or `--repeat N` calls with a tally of who served them.
 
 use crate::balance::Strategy;
 use crate::discovery::Discovery;
 use crate::http::client::{Client, ClientConfig, ClientError};
-use crate::registry::routes::NO_SERVICE_BODY;
+use crate::proto::{self, ServiceName, NO_SERVICE_BODY};
+use crate::rt;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +30,8 @@ pub const UNREACHABLE_PATIENCE: Duration = Duration::from_secs(1);
 pub const WARMUP_PATIENCE: Duration = Duration::from_secs(6);
 /// First pause between lookups that found no registry ready; it doubles up to a second.
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
+/// How long a balanced client (`--lb`) waits for its first listing of the service.
+pub const FIRST_LISTING: Duration = Duration::from_secs(5);
 
 /// Why a call produced no sum.
 #[derive(Debug)]
@@ -37,6 +42,9 @@ pub enum CallError {
         service: String,
         /// Addresses that failed during this call.
         failed: Vec<String>,
+        /// The registry's wording when it is not ours ([`NO_SERVICE_BODY`]): the original Go
+        /// registry's says it in Chinese, and any 400 on `/serviceAddr` means "none" there.
+        said: Option<String>,
     },
     /// The registry could not be reached.
     RegistryUnreachable(String, ClientError),
@@ -63,15 +71,22 @@ pub enum CallError {
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CallError::NoInstance { service, failed } if failed.is_empty() => {
-                write!(f, "no {service} instance available")
-            }
-            CallError::NoInstance { service, failed } => {
-                write!(
-                    f,
-                    "no {service} instance available (failed: {})",
-                    failed.join(", ")
-                )
+            CallError::NoInstance {
+                service,
+                failed,
+                said,
+            } => {
+                write!(f, "no {service} instance available")?;
+                match (failed.is_empty(), said) {
+                    (true, None) => Ok(()),
+                    (true, Some(said)) => write!(f, " (registry said: {said})"),
+                    (false, None) => write!(f, " (failed: {})", failed.join(", ")),
+                    (false, Some(said)) => write!(
+                        f,
+                        " (failed: {}; registry said: {said})",
+                        failed.join(", ")
+                    ),
+                }
             }
             CallError::RegistryUnreachable(addr, e) => {
                 write!(f, "registry {addr} unreachable: {e}")
@@ -113,7 +128,8 @@ pub struct Answer {
 ///
 /// ```no_run
 /// mini::rt::block_on(async {
-///     let caller = mini::client::Caller::new(&["127.0.0.1:6666".to_string()], "add");
+///     let add = mini::proto::ServiceName::default();
+///     let caller = mini::client::Caller::new(&["127.0.0.1:6666".to_string()], &add);
 ///     let answer = caller.add(5, 6).await?;
 ///     assert_eq!(answer.sum, 11);
 ///     Ok::<(), mini::client::CallError>(())
@@ -124,7 +140,7 @@ pub struct Caller {
     http: Client,
     registries: Vec<String>,
     current: Arc<AtomicUsize>,
-    service: String,
+    service: ServiceName,
     bearer: Option<String>,
 }
 
@@ -149,7 +165,7 @@ pub fn http_client() -> Client {
 
 /// Calls `GET /Add/{a}/{b}` on one adder and says what came of it.
 pub async fn call_adder(http: &Client, addr: &str, a: i64, b: i64) -> Attempt {
-    let resp = match http.get(addr, &format!("/Add/{a}/{b}")).await {
+    let resp = match http.get(addr, &proto::add_target(a, b)).await {
         Ok(resp) => resp,
         Err(e) => return Attempt::Failed(e.to_string()),
     };
@@ -166,19 +182,19 @@ pub async fn call_adder(http: &Client, addr: &str, a: i64, b: i64) -> Attempt {
 
 impl Caller {
     /// A caller for `service` through `registries` (`HOST:PORT` each, tried in order).
-    pub fn new(registries: &[String], service: &str) -> Caller {
+    pub fn new(registries: &[String], service: &ServiceName) -> Caller {
         Caller {
             http: http_client(),
             registries: registries.to_vec(),
             current: Arc::default(),
-            service: service.to_string(),
+            service: service.clone(),
             bearer: None,
         }
     }
 
     /// Sends `token` on lookups, for a registry started with `--token-reads`.
     pub fn with_token(mut self, token: Option<&str>) -> Caller {
-        self.bearer = crate::registry::auth::bearer(token);
+        self.bearer = proto::bearer(token);
         self
     }
 
@@ -203,7 +219,7 @@ impl Caller {
             }
         }
         Err(CallError::GaveUp {
-            service: self.service.clone(),
+            service: self.service.to_string(),
             failed,
         })
     }
@@ -252,8 +268,10 @@ impl Caller {
         Err(last_error.unwrap_or(CallError::NoRegistry))
     }
 
+    /// One lookup. A 400 means "none available" whatever its body, as in the original protocol: ours
+    /// says [`NO_SERVICE_BODY`], the original Go registry `当前没有可用服务`.
     async fn lookup_at(&self, registry: &str, failed: &[String]) -> Result<String, CallError> {
-        let target = format!("/serviceAddr?queryParam={}", self.service);
+        let target = proto::service_addr_target(&self.service);
         let resp = self
             .http
             .call("GET", registry, &target, self.bearer.as_deref())
@@ -262,9 +280,10 @@ impl Caller {
         let body = resp.text();
         match resp.status {
             200 => Ok(body),
-            400 if body == NO_SERVICE_BODY => Err(CallError::NoInstance {
-                service: self.service.clone(),
+            400 => Err(CallError::NoInstance {
+                service: self.service.to_string(),
                 failed: failed.to_vec(),
+                said: (body != NO_SERVICE_BODY).then(|| body.trim_end().to_string()),
             }),
             status => Err(CallError::Registry(status, body.trim_end().to_string())),
         }
@@ -277,7 +296,8 @@ impl Caller {
 /// ```no_run
 /// use mini::balance::Strategy;
 /// mini::rt::block_on(async {
-///     let caller = mini::client::Balanced::start(&["127.0.0.1:6666".to_string()], "add", Strategy::P2c, None);
+///     let add = mini::proto::ServiceName::default();
+///     let caller = mini::client::Balanced::start(&["127.0.0.1:6666".to_string()], &add, Strategy::P2c, None);
 ///     caller.ready(std::time::Duration::from_secs(2)).await;
 ///     println!("{}", caller.add(5, 6).await?.sum);
 ///     Ok::<(), mini::client::CallError>(())
@@ -293,18 +313,13 @@ impl Balanced {
     /// Starts watching `service` through `registries`.
     pub fn start(
         registries: &[String],
-        service: &str,
+        service: &ServiceName,
         strategy: Strategy,
         token: Option<&str>,
     ) -> Balanced {
         Balanced {
             http: http_client(),
-            discovery: Discovery::start(
-                registries,
-                service,
-                strategy,
-                crate::registry::auth::bearer(token),
-            ),
+            discovery: Discovery::start(registries, service, strategy, proto::bearer(token)),
         }
     }
 
@@ -321,6 +336,7 @@ impl Balanced {
                 return Err(CallError::NoInstance {
                     service: self.discovery.service().to_string(),
                     failed,
+                    said: None,
                 });
             };
             self.discovery.started(&addr);
@@ -377,10 +393,10 @@ pub async fn repeat(
     let workers: Vec<_> = (0..concurrency.clamp(1, n.max(1)))
         .map(|_| {
             let (caller, remaining, results) = (caller.clone(), remaining.clone(), results.clone());
-            crate::rt::spawn(async move {
+            rt::spawn(async move {
                 while take_one(&remaining) {
                     let outcome = caller.add(a, b).await;
-                    let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut r = rt::lock(&results);
                     r.0.count(&outcome);
                     if let Err(e) = outcome {
                         r.1 = Some(e);
@@ -392,7 +408,7 @@ pub async fn repeat(
     for w in workers {
         w.await;
     }
-    let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+    let mut r = rt::lock(&results);
     (std::mem::take(&mut r.0), r.1.take())
 }
 
@@ -436,5 +452,153 @@ impl fmt::Display for Tally {
             writeln!(f, "{addr} served {n}")?;
         }
         write!(f, "failed calls: {}", self.failed)
+    }
+}
+
+/// Everything `mini client A B` is told on its command line.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The registries' `HOST:PORT`s, tried in turn.
+    pub registries: Vec<String>,
+    /// The service to call.
+    pub service: ServiceName,
+    /// The registry's token, for a registry with `--token-reads`.
+    pub token: Option<String>,
+    /// `Some`: balance locally from a watched copy ([`Balanced`]); `None`: ask per call ([`Caller`]).
+    pub lb: Option<Strategy>,
+    /// The operands.
+    pub operands: (i64, i64),
+    /// Calls to make (at least 1); more than one prints a [`Tally`] on stderr.
+    pub repeat: u32,
+    /// Calls in flight at once (at least 1).
+    pub concurrency: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            registries: vec![proto::DEFAULT_REGISTRY.to_string()],
+            service: ServiceName::default(),
+            token: None,
+            lb: None,
+            operands: (0, 0),
+            repeat: 1,
+            concurrency: 1,
+        }
+    }
+}
+
+/// Why `mini client` failed (it then exits 1).
+#[derive(Debug)]
+pub enum RunError {
+    /// `--lb`: no registry sent a first listing within [`FIRST_LISTING`].
+    NoListing {
+        /// The service asked for.
+        service: ServiceName,
+        /// The registries tried.
+        registries: Vec<String>,
+    },
+    /// The one call failed.
+    Call(CallError),
+    /// Some of the `--repeat` calls failed.
+    Repeat {
+        /// How many failed.
+        failed: u64,
+        /// How many were made.
+        calls: u32,
+        /// The last failure.
+        last: CallError,
+    },
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::NoListing {
+                service,
+                registries,
+            } => write!(f, "no listing of {service} from {}", registries.join(", ")),
+            RunError::Call(e) => e.fmt(f),
+            RunError::Repeat {
+                failed,
+                calls,
+                last,
+            } => write!(f, "{failed} of {calls} calls failed; last: {last}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// `mini client A B`: computes the sum and prints it on stdout (with who answered on stderr); with
+/// `repeat > 1` prints the [`Tally`] on stderr and the last sum on stdout.
+pub async fn run(config: Config) -> Result<(), RunError> {
+    let token = config.token.as_deref();
+    let caller = match config.lb {
+        None => {
+            AnyCaller::PerCall(Caller::new(&config.registries, &config.service).with_token(token))
+        }
+        Some(strategy) => {
+            let balanced = Balanced::start(&config.registries, &config.service, strategy, token);
+            if !balanced.ready(FIRST_LISTING).await {
+                return Err(RunError::NoListing {
+                    service: config.service,
+                    registries: config.registries,
+                });
+            }
+            AnyCaller::Balanced(balanced)
+        }
+    };
+    let (x, y) = config.operands;
+    if config.repeat == 1 {
+        let answer = caller.add(x, y).await.map_err(RunError::Call)?;
+        crate::log::line("client", format_args!("{} answered {x} + {y}", answer.addr));
+        println!("{}", answer.sum);
+        return Ok(());
+    }
+    let (tally, last_error) =
+        repeat(Arc::new(caller), x, y, config.repeat, config.concurrency).await;
+    eprintln!("{tally}");
+    if let Some(sum) = tally.sum {
+        println!("{sum}");
+    }
+    match last_error {
+        None => Ok(()),
+        Some(last) => Err(RunError::Repeat {
+            failed: tally.failed,
+            calls: config.repeat,
+            last,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn none(failed: &[&str], said: Option<&str>) -> String {
+        CallError::NoInstance {
+            service: "add".into(),
+            failed: failed.iter().map(|s| s.to_string()).collect(),
+            said: said.map(str::to_string),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn no_instance_says_what_failed_and_what_the_registry_said() {
+        assert_eq!(none(&[], None), "no add instance available");
+        assert_eq!(
+            none(&[], Some("当前没有可用服务")),
+            "no add instance available (registry said: 当前没有可用服务)"
+        );
+        assert_eq!(
+            none(&["a:1", "b:2"], None),
+            "no add instance available (failed: a:1, b:2)"
+        );
+        assert_eq!(
+            none(&["a:1"], Some("none")),
+            "no add instance available (failed: a:1; registry said: none)"
+        );
     }
 }

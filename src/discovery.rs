@@ -1,9 +1,14 @@
 //! Reading a service from the registry: one listing, or a watch that returns when it changes; the
 //! instance events between two listings (what `mini watch` prints); and [`Discovery`], a watched local
 //! copy that a long-running caller picks from without asking the registry per call.
+//!
+//! Listings are read in their JSON form ([`proto::decode_listing`]), the one the registry's routes
+//! render with [`proto::encode_listing`]; the text form is for people.
 
 use crate::balance::{Balancer, Strategy, EJECT_AFTER};
 use crate::http::client::{Client, ClientConfig, ClientError};
+use crate::proto::{self, Listing, ListingError, ServiceName};
+use crate::rt;
 use smol::channel::{Receiver, Sender};
 use smol::Timer;
 use std::collections::BTreeMap;
@@ -16,7 +21,7 @@ use std::time::Instant;
 /// One service's instances as the registry listed them, with the index of that listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// The registry's change index for the service (`X-Mini-Index`).
+    /// The registry's change index for the service (also its `X-Mini-Index`).
     pub index: u64,
     /// Address → healthy.
     pub instances: BTreeMap<String, bool>,
@@ -32,30 +37,32 @@ impl Snapshot {
             .collect()
     }
 
-    /// Parses the registry's plain-text listing (`ADDR healthy|excluded ...` lines after a `#` line).
+    /// Reads the JSON form of a listing (the body of [`proto::listing_target`]).
     ///
     /// ```
-    /// let s = mini::discovery::Snapshot::parse(7, "# add index=7\n127.0.0.1:1 healthy beat=1ms-ago\n127.0.0.1:2 excluded x\n");
+    /// let body = br#"{"service":"add","index":7,"instances":[
+    ///     {"addr":"127.0.0.1:1","health":"healthy"},{"addr":"127.0.0.1:2","health":"excluded"}]}"#;
+    /// let s = mini::discovery::Snapshot::read(body).unwrap();
     /// assert_eq!(s.healthy(), ["127.0.0.1:1"]);
-    /// assert_eq!(s.instances.len(), 2);
+    /// assert_eq!((s.index, s.instances.len()), (7, 2));
     /// ```
-    pub fn parse(index: u64, body: &str) -> Snapshot {
-        let instances = body
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| {
-                let mut words = l.split(' ');
-                let addr = words.next().filter(|a| !a.is_empty())?;
-                Some((addr.to_string(), words.next() == Some("healthy")))
-            })
-            .collect();
-        Snapshot { index, instances }
+    pub fn read(body: &[u8]) -> Result<Snapshot, ListingError> {
+        proto::decode_listing(body).map(Snapshot::from)
     }
 }
 
-/// A change between two snapshots.
+impl From<Listing> for Snapshot {
+    fn from(listing: Listing) -> Snapshot {
+        Snapshot {
+            index: listing.index,
+            instances: listing.instances.into_iter().collect(),
+        }
+    }
+}
+
+/// A change of one instance between two snapshots (what `mini watch` prints).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum InstanceEvent {
     /// A new instance, with its health.
     Added(String, bool),
     /// An instance that is gone (deregistered or expired).
@@ -64,13 +71,13 @@ pub enum Event {
     Health(String, bool),
 }
 
-impl fmt::Display for Event {
+impl fmt::Display for InstanceEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let word = |ok: &bool| if *ok { "healthy" } else { "excluded" };
+        let word = |ok: &bool| proto::health_word(*ok);
         match self {
-            Event::Added(a, ok) => write!(f, "+ {a} {}", word(ok)),
-            Event::Removed(a) => write!(f, "- {a} removed"),
-            Event::Health(a, ok) => write!(f, "~ {a} {}", word(ok)),
+            InstanceEvent::Added(a, ok) => write!(f, "+ {a} {}", word(ok)),
+            InstanceEvent::Removed(a) => write!(f, "- {a} removed"),
+            InstanceEvent::Health(a, ok) => write!(f, "~ {a} {}", word(ok)),
         }
     }
 }
@@ -78,27 +85,27 @@ impl fmt::Display for Event {
 /// The events that turn `old` into `new`.
 ///
 /// ```
-/// use mini::discovery::{diff, Event, Snapshot};
-/// let old = Snapshot::parse(1, "a:1 healthy\nb:2 healthy\n");
-/// let new = Snapshot::parse(2, "a:1 excluded\nc:3 healthy\n");
+/// use mini::discovery::{diff, InstanceEvent, Snapshot};
+/// let old = Snapshot { index: 1, instances: [("a:1".into(), true), ("b:2".into(), true)].into() };
+/// let new = Snapshot { index: 2, instances: [("a:1".into(), false), ("c:3".into(), true)].into() };
 /// assert_eq!(diff(&old, &new), [
-///     Event::Health("a:1".into(), false),
-///     Event::Removed("b:2".into()),
-///     Event::Added("c:3".into(), true),
+///     InstanceEvent::Health("a:1".into(), false),
+///     InstanceEvent::Removed("b:2".into()),
+///     InstanceEvent::Added("c:3".into(), true),
 /// ]);
 /// ```
-pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<Event> {
+pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<InstanceEvent> {
     let mut events = Vec::new();
     for (addr, ok) in &old.instances {
         match new.instances.get(addr) {
-            None => events.push(Event::Removed(addr.clone())),
-            Some(now) if now != ok => events.push(Event::Health(addr.clone(), *now)),
+            None => events.push(InstanceEvent::Removed(addr.clone())),
+            Some(now) if now != ok => events.push(InstanceEvent::Health(addr.clone(), *now)),
             Some(_) => {}
         }
     }
     for (addr, ok) in &new.instances {
         if !old.instances.contains_key(addr) {
-            events.push(Event::Added(addr.clone(), *ok));
+            events.push(InstanceEvent::Added(addr.clone(), *ok));
         }
     }
     events
@@ -111,6 +118,8 @@ pub enum FetchError {
     Unreachable(String, ClientError),
     /// It answered something other than 200.
     Status(u16, String),
+    /// It answered 200 with something that is not the JSON form of a listing.
+    BadListing(String, ListingError),
 }
 
 impl fmt::Display for FetchError {
@@ -118,6 +127,7 @@ impl fmt::Display for FetchError {
         match self {
             FetchError::Unreachable(addr, e) => write!(f, "registry {addr} unreachable: {e}"),
             FetchError::Status(status, body) => write!(f, "registry answered {status}: {body}"),
+            FetchError::BadListing(addr, e) => write!(f, "registry {addr} answered {e}"),
         }
     }
 }
@@ -130,17 +140,14 @@ impl std::error::Error for FetchError {}
 pub async fn fetch(
     http: &Client,
     registry: &str,
-    service: &str,
+    service: &ServiceName,
     after: Option<u64>,
     wait: Duration,
     bearer: &Option<String>,
 ) -> Result<Snapshot, FetchError> {
     let target = match after {
-        None => format!("/v1/services/{service}"),
-        Some(index) => format!(
-            "/v1/services/{service}?index={index}&wait={}ms",
-            wait.as_millis()
-        ),
+        None => proto::listing_target(service),
+        Some(index) => proto::watch_target(service, index, wait),
     };
     let resp = http
         .call("GET", registry, &target, bearer.as_deref())
@@ -152,11 +159,7 @@ pub async fn fetch(
             resp.text().trim_end().to_string(),
         ));
     }
-    let index = resp
-        .header("x-mini-index")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    Ok(Snapshot::parse(index, &resp.text()))
+    Snapshot::read(&resp.body).map_err(|e| FetchError::BadListing(registry.to_string(), e))
 }
 
 /// How long each watch of a [`Discovery`] waits at the registry before it answers anyway.
@@ -170,8 +173,8 @@ pub fn watch_client() -> Client {
     })
 }
 
-/// Pause after every registry failed once in a row.
-pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// Pause of a [`Discovery`]'s watch after a round in which every registry failed once.
+pub const ALL_FAILED_PAUSE: Duration = Duration::from_millis(500);
 
 /// A cached copy of one service's healthy instances, kept current by a watch on the registry (failing
 /// over between registries), with a [`Balancer`] that picks among them locally.
@@ -182,8 +185,10 @@ pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// ```no_run
 /// use mini::balance::Strategy;
 /// use mini::discovery::Discovery;
+/// use mini::proto::ServiceName;
 /// mini::rt::block_on(async {
-///     let adders = Discovery::start(&["127.0.0.1:6666".to_string()], "add", Strategy::P2c, None);
+///     let add = ServiceName::default();
+///     let adders = Discovery::start(&["127.0.0.1:6666".to_string()], &add, Strategy::P2c, None);
 ///     if adders.ready(std::time::Duration::from_secs(2)).await {
 ///         println!("would call {:?}", adders.pick(&[]));
 ///     }
@@ -198,14 +203,14 @@ pub struct Discovery {
 
 #[derive(Debug)]
 struct Watched {
-    service: String,
+    service: ServiceName,
     balancer: Mutex<Balancer>,
     has_snapshot: AtomicBool,
 }
 
 impl Watched {
     fn balancer(&self) -> std::sync::MutexGuard<'_, Balancer> {
-        self.balancer.lock().unwrap_or_else(|p| p.into_inner())
+        rt::lock(&self.balancer)
     }
 }
 
@@ -213,17 +218,17 @@ impl Discovery {
     /// Starts watching `service` through `registries` (tried in turn when one fails).
     pub fn start(
         registries: &[String],
-        service: &str,
+        service: &ServiceName,
         strategy: Strategy,
         bearer: Option<String>,
     ) -> Discovery {
         let shared = Arc::new(Watched {
-            service: service.to_string(),
+            service: service.clone(),
             balancer: Mutex::new(Balancer::new(strategy)),
             has_snapshot: AtomicBool::new(false),
         });
         let (tx, ready) = smol::channel::bounded(1);
-        let watch = crate::rt::spawn(keep_watching(
+        let watch = rt::spawn(keep_watching(
             shared.clone(),
             registries.to_vec(),
             bearer,
@@ -237,7 +242,7 @@ impl Discovery {
     }
 
     /// The service watched.
-    pub fn service(&self) -> &str {
+    pub fn service(&self) -> &ServiceName {
         &self.shared.service
     }
 
@@ -246,12 +251,10 @@ impl Discovery {
         if self.shared.has_snapshot.load(Ordering::Acquire) {
             return true;
         }
-        crate::http::server::with_timeout(limit, self.ready.recv())
-            .await
-            .is_some()
+        rt::timeout(limit, self.ready.recv()).await.is_some()
     }
 
-    /// The healthy instances known now.
+    /// The healthy instances known now (`examples/discovery.rs` prints them).
     pub fn instances(&self) -> Vec<String> {
         self.shared.balancer().instances().to_vec()
     }
@@ -308,7 +311,7 @@ async fn keep_watching(
                 after = None;
                 failures += 1;
                 if failures >= registries.len() {
-                    Timer::after(RETRY_PAUSE).await;
+                    Timer::after(ALL_FAILED_PAUSE).await;
                     failures = 0;
                 }
             }

@@ -5,6 +5,7 @@
 //! - [`adder`]: the demo service (`GET /Add/{a}/{b}`), which heartbeats to the registry.
 //! - [`client`]: asks the registry, calls an adder, and moves on to another when one fails.
 //! - [`http`]: the HTTP/1.1 server and client they all speak through.
+//! - [`proto`]: the wire protocol they share: routes, request targets, service names, the listing.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -15,12 +16,14 @@ pub mod base64;
 pub mod client;
 pub mod discovery;
 pub mod duration;
+pub mod env;
 pub mod etcd;
 pub mod http;
 pub mod json;
 pub mod jsonread;
 pub mod log;
 pub mod metrics;
+pub mod proto;
 pub mod registry;
 pub mod rt;
 pub mod watcher;

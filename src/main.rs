@@ -1,14 +1,21 @@
-//! The `mini` command line: `mini registry`, `mini adder PORT`, `mini client A B`.
+//! The `mini` command line: `mini registry`, `mini adder PORT`, `mini client A B`, `mini watch SERVICE`.
+//!
+//! Only the argh structs and their conversion into each role's `Config`; each role binds, logs and
+//! runs itself (`registry::serve`, `adder::serve`, `client::run`, `watcher::serve`), and the
+//! environment fallbacks live in `mini::env`.
 //!
 //! Exit codes: 0 done, 1 the work failed (no adder, registry unreachable), 2 bad arguments.
 
 use argh::FromArgs;
+use mini::addr::{self, ListError, ListForm};
 use mini::balance::Strategy;
-use mini::client::AnyCaller;
+use mini::proto::ServiceName;
 use mini::registry::store::StoreConfig;
-use mini::{adder, client, duration, registry};
+use mini::{adder, client, duration, env, registry, watcher};
+use std::fmt::Display;
+use std::future::Future;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// mini: a small service registry, a demo adder service and a client.
@@ -87,8 +94,8 @@ struct RegistryArgs {
     #[argh(switch)]
     token_reads: bool,
     /// where registrations live: memory (default) or etcd, shared by several registries
-    #[argh(option, default = "String::from(\"memory\")")]
-    store: String,
+    #[argh(option, default = "StoreKind::Memory")]
+    store: StoreKind,
     /// etcd members for --store etcd: http://HOST:PORT[,http://...] (default $MINI_ETCD, else
     /// http://127.0.0.1:2379)
     #[argh(option)]
@@ -106,13 +113,13 @@ struct AdderArgs {
     #[argh(option, default = "registry::DEFAULT_LISTEN.to_string()")]
     registry: String,
     /// host to listen on and announce (default 127.0.0.1)
-    #[argh(option, default = "String::from(\"127.0.0.1\")")]
+    #[argh(option, default = "adder::DEFAULT_HOST.to_string()")]
     host: String,
     /// heartbeat period (default 5s)
     #[argh(option, default = "adder::DEFAULT_BEAT", from_str_fn(duration::parse))]
     beat: Duration,
     /// service name to register under (default add)
-    #[argh(option, default = "String::from(\"add\")")]
+    #[argh(option, default = "mini::proto::DEFAULT_SERVICE.to_string()")]
     service: String,
     /// the registry's token (or MINI_TOKEN)
     #[argh(option)]
@@ -137,12 +144,12 @@ struct ClientArgs {
     registry: String,
     /// balance locally from a watched copy: random, round-robin or p2c (default: ask the registry per call)
     #[argh(option)]
-    lb: Option<String>,
+    lb: Option<Lb>,
     /// calls in flight at once in --repeat mode (default 1)
     #[argh(option, default = "1")]
     concurrency: u32,
     /// service to ask for (default add)
-    #[argh(option, default = "String::from(\"add\")")]
+    #[argh(option, default = "mini::proto::DEFAULT_SERVICE.to_string()")]
     service: String,
     /// make N calls and report on stderr how many each instance served
     #[argh(option, default = "1")]
@@ -152,8 +159,44 @@ struct ClientArgs {
     token: Option<String>,
 }
 
+/// `--store`: where registrations live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreKind {
+    Memory,
+    Etcd,
+}
+
+impl FromStr for StoreKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "memory" => Ok(StoreKind::Memory),
+            "etcd" => Ok(StoreKind::Etcd),
+            other => Err(format!("--store {other:?}: expected memory or etcd")),
+        }
+    }
+}
+
+/// `--lb`: a balancing strategy, whose error names the flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Lb(Strategy);
+
+impl FromStr for Lb {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse().map(Lb).map_err(|why| format!("--lb: {why}"))
+    }
+}
+
+/// Options whose `FromStr` error already names the option (see [`own_message`]).
+const SELF_NAMING_OPTIONS: &[&str] = &["--store", "--lb"];
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(args.first().map(String::as_str), Some("--version" | "-V")) {
+        println!("mini {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
     let args = negative_numbers_as_positionals(args);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let cli = match Cli::from_args(&["mini"], &refs) {
@@ -162,13 +205,52 @@ fn main() -> ExitCode {
             println!("{}", early.output);
             return ExitCode::SUCCESS;
         }
-        Err(early) => return usage_error(&early.output),
+        Err(early) => return usage_error(own_message(&early.output)),
     };
     match cli.role {
-        Role::Registry(a) => run_registry(a),
-        Role::Adder(a) => run_adder(a),
-        Role::Client(a) => run_client(a),
-        Role::Watch(a) => run_watch(a),
+        Role::Registry(a) => start(registry_config(a), registry::serve),
+        Role::Adder(a) => start(adder_config(a), adder::serve),
+        Role::Client(a) => start(client_config(a), client::run),
+        Role::Watch(a) => start(watch_config(a), |config| async {
+            watcher::serve(config).await;
+            Ok::<(), std::convert::Infallible>(())
+        }),
+    }
+}
+
+/// Runs a role whose arguments converted (else exit 2 with usage); its failure exits 1.
+fn start<C, E: Display, F: Future<Output = Result<(), E>>>(
+    config: Result<C, String>,
+    serve: impl FnOnce(C) -> F,
+) -> ExitCode {
+    let config = match config {
+        Ok(config) => config,
+        Err(why) => return usage_error(&why),
+    };
+    match mini::rt::block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mini: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// argh words a bad value `Error parsing option '--lb' with value 'x': MESSAGE`. For the options whose
+/// MESSAGE names the option itself ([`SELF_NAMING_OPTIONS`]), MESSAGE alone is what `mini` prints.
+fn own_message(output: &str) -> &str {
+    let Some(rest) = output.strip_prefix("Error parsing option '") else {
+        return output;
+    };
+    let Some((option, rest)) = rest.split_once("' with value '") else {
+        return output;
+    };
+    if !SELF_NAMING_OPTIONS.contains(&option) {
+        return output;
+    }
+    match rest.find(&format!("': {option}")) {
+        Some(at) => &rest[at + 3..],
+        None => output,
     }
 }
 
@@ -216,57 +298,33 @@ fn usage_error(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn runtime_error(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("mini: {message}");
-    ExitCode::from(1)
-}
-
 /// The token from the flag, else from `MINI_TOKEN`; it must be printable ASCII without spaces.
-fn token(flag: Option<String>) -> Result<Option<String>, ExitCode> {
-    let token = flag
-        .or_else(|| std::env::var("MINI_TOKEN").ok())
-        .filter(|t| !t.is_empty());
-    match &token {
-        Some(t) if !t.bytes().all(|b| b.is_ascii_graphic()) => Err(usage_error(
-            "--token must be printable ASCII without spaces",
-        )),
-        _ => Ok(token),
+fn token(flag: Option<String>) -> Result<Option<String>, String> {
+    match env::token(flag) {
+        Some(t) if !t.bytes().all(|b| b.is_ascii_graphic()) => {
+            Err("--token must be printable ASCII without spaces".into())
+        }
+        token => Ok(token),
     }
 }
-
-/// Default etcd client URL, etcd's own default.
-const DEFAULT_ETCD: &str = "http://127.0.0.1:2379";
 
 /// `--store` and `--etcd` (or `MINI_ETCD`) into a store configuration.
-fn store_config(store: &str, etcd: Option<String>) -> Result<StoreConfig, String> {
+fn store_config(store: StoreKind, etcd: Option<String>) -> Result<StoreConfig, String> {
     match store {
-        "memory" if etcd.is_some() => Err("--etcd needs --store etcd".into()),
-        "memory" => Ok(StoreConfig::Memory),
-        "etcd" => {
-            let urls = etcd
-                .or_else(|| std::env::var("MINI_ETCD").ok())
-                .unwrap_or_else(|| DEFAULT_ETCD.to_string());
-            mini::etcd::parse_endpoints(&urls)
-                .map(StoreConfig::Etcd)
-                .map_err(|e| format!("--etcd: {e}"))
-        }
-        other => Err(format!("--store {other:?}: expected memory or etcd")),
+        StoreKind::Memory if etcd.is_some() => Err("--etcd needs --store etcd".into()),
+        StoreKind::Memory => Ok(StoreConfig::Memory),
+        StoreKind::Etcd => mini::etcd::parse_endpoints(&env::etcd(etcd))
+            .map(StoreConfig::Etcd)
+            .map_err(|e| format!("--etcd: {e}")),
     }
 }
 
-fn run_registry(a: RegistryArgs) -> ExitCode {
-    let store = match store_config(&a.store, a.etcd) {
-        Ok(s) => s,
-        Err(e) => return usage_error(&e),
-    };
-    let token = match token(a.token) {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
-    let config = registry::Config {
+fn registry_config(a: RegistryArgs) -> Result<registry::Config, String> {
+    let store = store_config(a.store, a.etcd)?;
+    Ok(registry::Config {
         store,
         access: registry::auth::Access {
-            token,
+            token: token(a.token)?,
             reads: a.token_reads,
         },
         listen: a.listen,
@@ -279,168 +337,67 @@ fn run_registry(a: RegistryArgs) -> ExitCode {
             ..Default::default()
         },
         ..registry::Config::default()
-    };
-    let fds = mini::rt::raise_fd_limit();
-    mini::rt::block_on(async {
-        let listener = match async_net::TcpListener::bind(config.listen.as_str()).await {
-            Ok(l) => l,
-            Err(e) => {
-                return runtime_error(format_args!("cannot listen on {}: {e}", config.listen))
-            }
-        };
-        if let Ok(addr) = listener.local_addr() {
-            mini::log::line("registry", format_args!("listening on {addr}"));
-            if let Some(fds) = fds {
-                mini::log::line("registry", format_args!("open-file limit {fds}"));
-            }
-            if !addr.ip().is_loopback() && config.access.token.is_none() {
-                mini::log::line(
-                    "registry",
-                    format_args!("WARNING: listening beyond loopback with no --token: anyone who reaches {addr} can register any address and steer every client"),
-                );
-            }
-        }
-        registry::run(listener, config).await;
-        ExitCode::SUCCESS
     })
 }
 
-fn run_adder(a: AdderArgs) -> ExitCode {
-    let (registries, token) = match peer_flags(&a.registry, &a.service, a.token) {
-        Ok(checked) => checked,
-        Err(code) => return code,
-    };
-    let config = adder::Config {
+fn adder_config(a: AdderArgs) -> Result<adder::Config, String> {
+    let (registries, service, token) = peer_flags(&a.registry, &a.service, a.token)?;
+    Ok(adder::Config {
         registries,
         host: a.host,
+        port: a.port,
         beat: a.beat,
-        service: a.service,
+        service,
         token,
         delay: a.delay,
-    };
-    let bind = format!("{}:{}", config.host, a.port);
-    mini::rt::block_on(async {
-        let listener = match async_net::TcpListener::bind(bind.as_str()).await {
-            Ok(l) => l,
-            Err(e) => return runtime_error(format_args!("cannot listen on {bind}: {e}")),
-        };
-        if let Ok(addr) = listener.local_addr() {
-            mini::log::line("adder", format_args!("listening on {addr}"));
-        }
-        match adder::run(listener, config).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => runtime_error(e),
-        }
     })
 }
 
-fn run_client(a: ClientArgs) -> ExitCode {
-    let (x, y) = match (a.a.parse::<i64>(), a.b.parse::<i64>()) {
+fn client_config(a: ClientArgs) -> Result<client::Config, String> {
+    let operands = match (a.a.parse::<i64>(), a.b.parse::<i64>()) {
         (Ok(x), Ok(y)) => (x, y),
-        (Err(_), _) => return usage_error(&format!("A {:?} is not a 64-bit integer", a.a)),
-        (_, Err(_)) => return usage_error(&format!("B {:?} is not a 64-bit integer", a.b)),
+        (Err(_), _) => return Err(format!("A {:?} is not a 64-bit integer", a.a)),
+        (_, Err(_)) => return Err(format!("B {:?} is not a 64-bit integer", a.b)),
     };
-    let (registries, token) = match peer_flags(&a.registry, &a.service, a.token) {
-        Ok(checked) => checked,
-        Err(code) => return code,
-    };
+    let (registries, service, token) = peer_flags(&a.registry, &a.service, a.token)?;
     if a.repeat == 0 || a.concurrency == 0 {
-        return usage_error("--repeat and --concurrency must be at least 1");
+        return Err("--repeat and --concurrency must be at least 1".into());
     }
-    let strategy = match a.lb.as_deref().map(str::parse::<Strategy>) {
-        None => None,
-        Some(Ok(s)) => Some(s),
-        Some(Err(why)) => return usage_error(&format!("--lb: {why}")),
-    };
-    mini::rt::block_on(async {
-        let caller = match strategy {
-            None => AnyCaller::PerCall(
-                client::Caller::new(&registries, &a.service).with_token(token.as_deref()),
-            ),
-            Some(strategy) => {
-                let balanced =
-                    client::Balanced::start(&registries, &a.service, strategy, token.as_deref());
-                if !balanced.ready(FIRST_LISTING).await {
-                    return runtime_error(format_args!(
-                        "no listing of {} from {}",
-                        a.service,
-                        registries.join(", ")
-                    ));
-                }
-                AnyCaller::Balanced(balanced)
-            }
-        };
-        if a.repeat == 1 {
-            return match caller.add(x, y).await {
-                Ok(answer) => {
-                    mini::log::line("client", format_args!("{} answered {x} + {y}", answer.addr));
-                    println!("{}", answer.sum);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => runtime_error(e),
-            };
-        }
-        let (tally, last_error) =
-            client::repeat(Arc::new(caller), x, y, a.repeat, a.concurrency).await;
-        eprintln!("{tally}");
-        if let Some(sum) = tally.sum {
-            println!("{sum}");
-        }
-        match last_error {
-            None => ExitCode::SUCCESS,
-            Some(e) => runtime_error(format_args!(
-                "{} of {} calls failed; last: {e}",
-                tally.failed, a.repeat
-            )),
-        }
+    Ok(client::Config {
+        registries,
+        service,
+        token,
+        lb: a.lb.map(|Lb(strategy)| strategy),
+        operands,
+        repeat: a.repeat,
+        concurrency: a.concurrency,
     })
 }
-
-/// How long a balanced client waits for its first listing of the service.
-const FIRST_LISTING: Duration = Duration::from_secs(5);
 
 /// What the adder and the client both take: `--registry` list, `--service` and `--token`, checked.
 fn peer_flags(
     list: &str,
     service: &str,
     token_flag: Option<String>,
-) -> Result<(Vec<String>, Option<String>), ExitCode> {
-    let registries = registries(list)?;
-    if !registry::state::valid_service_name(service) {
-        return Err(usage_error(&format!(
-            "--service {service:?}: not a valid service name"
-        )));
-    }
-    Ok((registries, token(token_flag)?))
+) -> Result<(Vec<String>, ServiceName, Option<String>), String> {
+    let registries = addr::parse_list(list, ListForm::Addrs).map_err(|e| match e {
+        ListError::Entry(entry, why) => format!("--registry {entry:?}: {why}"),
+        ListError::Empty => format!("--registry {list:?}: no address given"),
+    })?;
+    let service = ServiceName::try_from(service)
+        .map_err(|_| format!("--service {service:?}: not a valid service name"))?;
+    Ok((registries, service, token(token_flag)?))
 }
 
-/// Splits `a,b,c` into checked registry addresses.
-fn registries(list: &str) -> Result<Vec<String>, ExitCode> {
-    let mut out = Vec::new();
-    for addr in list.split(',').map(str::trim) {
-        if let Err(e) = mini::addr::check(addr) {
-            return Err(usage_error(&format!("--registry {addr:?}: {e}")));
-        }
-        out.push(addr.to_string());
+fn watch_config(a: WatchArgs) -> Result<watcher::Config, String> {
+    if let Err(e) = addr::check(&a.registry) {
+        return Err(format!("--registry {:?}: {e}", a.registry));
     }
-    Ok(out)
-}
-
-fn run_watch(a: WatchArgs) -> ExitCode {
-    if let Err(e) = mini::addr::check(&a.registry) {
-        return usage_error(&format!("--registry {:?}: {e}", a.registry));
-    }
-    if !registry::state::valid_service_name(&a.service) {
-        return usage_error(&format!("{:?} is not a valid service name", a.service));
-    }
-    let token = match token(a.token) {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
-    mini::rt::block_on(mini::watcher::run(
-        &a.registry,
-        &a.service,
-        mini::registry::auth::bearer(token.as_deref()),
-    ));
-    ExitCode::SUCCESS
+    let service = ServiceName::try_from(a.service.as_str())
+        .map_err(|_| format!("{:?} is not a valid service name", a.service))?;
+    Ok(watcher::Config {
+        registry: a.registry,
+        service,
+        token: token(a.token)?,
+    })
 }

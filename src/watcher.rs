@@ -2,20 +2,38 @@
 
 use crate::discovery::{diff, fetch, watch_client, Snapshot, WATCH_WAIT};
 use crate::log;
+use crate::proto::{self, ServiceName};
 use smol::Timer;
 use std::time::Duration;
 
-/// Pause before asking again after the registry failed.
-pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// How often `mini watch` asks again while the registry fails.
+pub const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// Everything `mini watch` is told on its command line.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The registry's `HOST:PORT`.
+    pub registry: String,
+    /// The service to watch.
+    pub service: ServiceName,
+    /// The registry's token, for a registry with `--token-reads`.
+    pub token: Option<String>,
+}
 
 /// Watches forever: prints the current instances, then one line per event (`+`, `-`, `~`) on stdout.
-pub async fn run(registry: &str, service: &str, bearer: Option<String>) {
+pub async fn serve(config: Config) {
+    let Config {
+        registry,
+        service,
+        token,
+    } = config;
+    let bearer = proto::bearer(token.as_deref());
     let http = watch_client();
     let mut known = Snapshot::default();
     let mut after = None;
     let mut failing = false;
     loop {
-        match fetch(&http, registry, service, after, WATCH_WAIT, &bearer).await {
+        match fetch(&http, &registry, &service, after, WATCH_WAIT, &bearer).await {
             Ok(now) => {
                 if failing {
                     log::line("watch", format_args!("registry {registry} is back"));
@@ -31,12 +49,12 @@ pub async fn run(registry: &str, service: &str, bearer: Option<String>) {
                 if !failing {
                     log::line(
                         "watch",
-                        format_args!("{e}; retrying every {}", crate::duration::show(RETRY_PAUSE)),
+                        format_args!("{e}; retrying every {}", crate::duration::show(RETRY_EVERY)),
                     );
                     failing = true;
                 }
                 after = None;
-                Timer::after(RETRY_PAUSE).await;
+                Timer::after(RETRY_EVERY).await;
             }
         }
     }

@@ -72,6 +72,17 @@ fn bad_client_arguments_exit_2_with_usage() {
 }
 
 #[test]
+fn version_is_printed_and_exits_0() {
+    for flag in ["--version", "-V"] {
+        let out = common::procs::mini().arg(flag).output().expect("run mini");
+        assert_eq!(out.status.code(), Some(0), "{flag}");
+        let expected = format!("mini {}\n", env!("CARGO_PKG_VERSION"));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{flag}");
+        assert!(out.stderr.is_empty(), "{flag}");
+    }
+}
+
+#[test]
 fn negative_operands_are_numbers_not_flags() {
     let reg = Proc::registry(&["--probe-interval", "60s"]);
     let _adder = Proc::adder(&reg.addr);

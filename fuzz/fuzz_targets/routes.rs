@@ -9,7 +9,8 @@ use libfuzzer_sys::fuzz_target;
 use mini::http::parse::parse_request;
 use mini::http::response::TEXT;
 use mini::http::Response;
-use mini::registry::routes::{Routes, NO_SERVICE_BODY};
+use mini::proto::NO_SERVICE_BODY;
+use mini::registry::routes::Routes;
 use mini::registry::{Config, Shared};
 use std::sync::Arc;
 

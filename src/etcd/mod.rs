@@ -66,20 +66,9 @@ impl std::error::Error for EtcdError {}
 /// assert!(mini::etcd::parse_endpoints("https://h:1").is_err());
 /// ```
 pub fn parse_endpoints(text: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        if part.starts_with("https://") {
-            return Err(format!("{part}: https is not supported, use http://"));
-        }
-        let addr = part
-            .strip_prefix("http://")
-            .unwrap_or(part)
-            .trim_end_matches('/');
-        crate::addr::check(addr).map_err(|e| format!("{part}: {e}"))?;
-        out.push(addr.to_string());
-    }
-    if out.is_empty() {
-        return Err("no etcd endpoint given".into());
-    }
-    Ok(out)
+    use crate::addr::{parse_list, ListError, ListForm};
+    parse_list(text, ListForm::HttpUrls).map_err(|e| match e {
+        ListError::Entry(part, why) => format!("{part}: {why}"),
+        ListError::Empty => "no etcd endpoint given".into(),
+    })
 }

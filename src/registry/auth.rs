@@ -64,15 +64,6 @@ fn presented(req: &Request) -> Option<&[u8]> {
     bearer.or_else(|| req.query("token").map(str::as_bytes))
 }
 
-/// The `Authorization` value that carries `token`, if any: what adders and clients send.
-///
-/// ```
-/// assert_eq!(mini::registry::auth::bearer(Some("t")), Some("Bearer t".to_string()));
-/// ```
-pub fn bearer(token: Option<&str>) -> Option<String> {
-    token.map(|t| format!("Bearer {t}"))
-}
-
 /// Compares without an early exit, so the time taken does not tell how much of a guess was right.
 ///
 /// ```

@@ -8,9 +8,12 @@ pub mod auth;
 pub mod page;
 pub mod probe;
 pub mod routes;
+mod serve;
 pub mod state;
 pub mod store;
 pub mod watch;
+
+pub use serve::serve;
 
 use crate::http::server::{self, ServerConfig};
 use crate::metrics::{Counter, Exposition, HttpCounts};
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 use store::{Store, StoreConfig};
 
 /// The address the original registry listened on; old nodes and clients expect it.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:6666";
+pub const DEFAULT_LISTEN: &str = crate::proto::DEFAULT_REGISTRY;
 /// How often every instance is probed (the original design's 5 s).
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long one probe may take before it counts as failed.

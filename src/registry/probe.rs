@@ -22,8 +22,6 @@ pub const PROBE_CONCURRENCY: usize = 256;
 /// Idle probe connections kept for the next round: one per instance up to this many (each is a
 /// descriptor; beyond it probes reconnect, which costs a handshake and a TIME_WAIT each).
 pub const PROBE_POOL: usize = 16_384;
-/// The path every instance answers 200 on while it is alive (the original design's).
-pub const ALIVE_PATH: &str = "/aliveCheck";
 /// Shortest and longest time between two sweeps of expired leases (a quarter of the TTL in between).
 const SWEEP_BOUNDS: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
@@ -107,7 +105,7 @@ async fn probe_batch(
 
 /// Probes one address: `Ok` on a 200 within the timeout, else why not.
 async fn probe(client: &Client, addr: &str) -> Result<(), String> {
-    match client.get(addr, ALIVE_PATH).await {
+    match client.get(addr, crate::proto::ALIVE_CHECK).await {
         Ok(resp) if resp.status == 200 => Ok(()),
         Ok(resp) => Err(format!("answered {}", resp.status)),
         Err(e) => Err(e.to_string()),

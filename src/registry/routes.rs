@@ -16,7 +16,7 @@
 //! With `--token`, the writes need it (see [`super::auth`]).
 //!
 //! Listings are plain text unless the caller asks for JSON (`Accept: application/json` or
-//! `?format=json`).
+//! `?format=json`); the paths and the JSON form of a listing are [`crate::proto`]'s.
 
 use super::auth::Kind;
 use super::state::{Instance, RegisterError, Registered, ServiceSummary};
@@ -24,17 +24,13 @@ use super::store::StoreError;
 use super::watch::{DEFAULT_WAIT, MAX_WAIT, MAX_WATCHERS};
 use super::{Shared, MAX_TTL};
 use crate::http::router::{printable, Router};
-use crate::http::{server, Handler, Request, Response};
-use crate::{addr, duration, json, log};
+use crate::http::{Handler, Request, Response};
+use crate::proto::{
+    self, ListedInstance, ListedProbe, DEFAULT_SERVICE, NO_SERVICE_BODY, WARMING_UP,
+};
+use crate::{addr, duration, json, log, rt};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// The service an original heartbeat or lookup means when it names none.
-pub const DEFAULT_SERVICE: &str = "add";
-/// The original registry's body when it has no instance; its client compares against this spelling.
-pub const NO_SERVICE_BODY: &str = "no service availble";
-/// The reason of the 503 a lookup gets while the registry warms up and has no instance yet.
-pub const WARMING_UP: &str = "registry just started: instances are still beating in, retry shortly";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
@@ -80,15 +76,15 @@ impl Route {
 }
 
 const TABLE: &[(&str, &str, Route)] = &[
-    ("POST", "/registerList", Route::RegisterList),
-    ("GET", "/serviceAddr", Route::ServiceAddr),
-    ("PUT", "/v1/services/{}/{}", Route::Put),
-    ("DELETE", "/v1/services/{}/{}", Route::Delete),
-    ("GET", "/v1/services", Route::Services),
-    ("GET", "/v1/services/{}", Route::Service),
-    ("GET", "/health", Route::Health),
-    ("GET", "/metrics", Route::Metrics),
-    ("GET", "/", Route::Page),
+    ("POST", proto::REGISTER_LIST, Route::RegisterList),
+    ("GET", proto::SERVICE_ADDR, Route::ServiceAddr),
+    ("PUT", proto::INSTANCE_PATTERN, Route::Put),
+    ("DELETE", proto::INSTANCE_PATTERN, Route::Delete),
+    ("GET", proto::SERVICES, Route::Services),
+    ("GET", proto::SERVICE_PATTERN, Route::Service),
+    ("GET", proto::HEALTH, Route::Health),
+    ("GET", proto::METRICS, Route::Metrics),
+    ("GET", proto::PAGE, Route::Page),
 ];
 
 /// The registry's request handler.
@@ -313,7 +309,7 @@ impl Routes {
                 && r.index == index
                 && r.at.elapsed() < REUSE_LISTING
         };
-        let mut woken = self.woken.lock().unwrap_or_else(|p| p.into_inner());
+        let mut woken = rt::lock(&self.woken);
         if let Some(r) = woken.as_ref().filter(|r| fresh(r)) {
             return r.resp.clone();
         }
@@ -337,26 +333,24 @@ impl Routes {
             )
         };
         let now = Instant::now();
+        let listed = instances.iter().map(|i| listed(i, now));
         let resp = if json {
-            let items = instances.iter().map(|i| instance_json(i, now));
-            let body = json::Object::new()
-                .str("service", service)
-                .num("index", index as f64)
-                .raw("instances", &json::array(items))
-                .finish();
-            Response::json(200, body)
+            Response::json(200, proto::encode_listing(service, index, listed))
         } else {
             let live = instances.iter().filter(|i| i.healthy()).count();
             let total = instances.len();
             let mut body = format!("# {service} index={index} live={live} total={total}\n");
-            body.extend(instances.iter().map(|i| instance_text(i, now)));
+            body.extend(listed.map(|i| instance_text(&i)));
             Response::text(200, body)
         };
-        (index, resp.with_header("X-Mini-Index", index.to_string()))
+        (
+            index,
+            resp.with_header(proto::INDEX_HEADER, index.to_string()),
+        )
     }
 
     /// A watch request (`GET /v1/services/{service}?index=N[&wait=30s]`), if this is one.
-    fn watch_of(&self, req: &Request) -> Option<Result<Watch, Response>> {
+    fn watch_of(&self, req: &Request) -> Option<Result<WatchQuery, Response>> {
         let index = req.query("index")?;
         let Ok((Route::Service, params)) = self.router.find(&req.method, &req.segments) else {
             return None;
@@ -379,7 +373,7 @@ impl Routes {
             }
         };
         let json = wants_json(req);
-        Some(Ok(Watch {
+        Some(Ok(WatchQuery {
             service,
             index,
             wait,
@@ -389,13 +383,13 @@ impl Routes {
 
     /// Blocks until the service's index differs from the one the watcher knows, or the wait (plus up
     /// to 1/16 of jitter, as Consul does, so watchers do not return in step) runs out.
-    async fn watch(&self, w: Watch) -> Response {
+    async fn watch(&self, w: WatchQuery) -> Response {
         let Ok(sub) = self.shared.watchers.subscribe(&w.service) else {
             return Response::error(503, format_args!("too many watchers (max {MAX_WATCHERS})"));
         };
         if self.shared.state().index(&w.service) == w.index {
             let jitter = w.wait.mul_f64(fastrand::f64() / 16.0);
-            server::with_timeout(w.wait + jitter, sub.changed()).await;
+            rt::timeout(w.wait + jitter, sub.changed()).await;
         }
         drop(sub);
         self.shared_listing(&w.service, w.json)
@@ -403,7 +397,7 @@ impl Routes {
 }
 
 /// A parsed watch request.
-struct Watch {
+struct WatchQuery {
     service: String,
     index: u64,
     wait: Duration,
@@ -441,53 +435,37 @@ fn millis_until(then: Instant, now: Instant) -> u64 {
     then.saturating_duration_since(now).as_millis() as u64
 }
 
-fn instance_json(i: &Instance, now: Instant) -> String {
-    let mut o = json::Object::new();
-    o.str("addr", &i.addr)
-        .str("health", health(i))
-        .num("last_beat_ms_ago", millis_since(i.last_beat, now) as f64)
-        .num("expires_in_ms", millis_until(i.expires_at, now) as f64)
-        .num("ttl_ms", i.ttl.as_millis() as f64)
-        .num("picks", i.picks as f64);
-    match &i.last_probe {
-        Some(p) => o.raw(
-            "last_probe",
-            &json::Object::new()
-                .bool("ok", p.ok)
-                .num("ms_ago", millis_since(p.at, now) as f64)
-                .finish(),
-        ),
-        None => o.null("last_probe"),
-    };
-    o.finish()
+/// An instance as listings show it, its times relative to `now`.
+fn listed(i: &Instance, now: Instant) -> ListedInstance<'_> {
+    ListedInstance {
+        addr: &i.addr,
+        healthy: i.healthy(),
+        last_beat_ms_ago: millis_since(i.last_beat, now),
+        expires_in_ms: millis_until(i.expires_at, now),
+        ttl_ms: u64::try_from(i.ttl.as_millis()).unwrap_or(u64::MAX),
+        picks: i.picks,
+        last_probe: i.last_probe.as_ref().map(|p| ListedProbe {
+            ok: p.ok,
+            ms_ago: millis_since(p.at, now),
+        }),
+    }
 }
 
-fn instance_text(i: &Instance, now: Instant) -> String {
+/// One line of the text listing.
+fn instance_text(i: &ListedInstance<'_>) -> String {
     let probe = match &i.last_probe {
-        Some(p) => format!(
-            "{}:{}ms-ago",
-            if p.ok { "ok" } else { "failed" },
-            millis_since(p.at, now)
-        ),
+        Some(p) => format!("{}:{}ms-ago", if p.ok { "ok" } else { "failed" }, p.ms_ago),
         None => "none".to_string(),
     };
     format!(
         "{} {} beat={}ms-ago probe={} expires-in={}ms picks={}\n",
         i.addr,
-        health(i),
-        millis_since(i.last_beat, now),
+        proto::health_word(i.healthy),
+        i.last_beat_ms_ago,
         probe,
-        millis_until(i.expires_at, now),
+        i.expires_in_ms,
         i.picks
     )
-}
-
-fn health(i: &Instance) -> &'static str {
-    if i.healthy() {
-        "healthy"
-    } else {
-        "excluded"
-    }
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub const DEFAULT_MAX_INSTANCES_PER_SERVICE: usize = 100_000;
 /// Default cap on the instances of all services together.
 pub const DEFAULT_MAX_INSTANCES_TOTAL: usize = 200_000;
 /// Longest accepted service name, to bound memory and log lines.
-pub const MAX_SERVICE_NAME: usize = 64;
+pub const MAX_SERVICE_NAME: usize = crate::proto::MAX_SERVICE_NAME;
 
 /// Random draws `pick` tries before falling back to a scan. With half the
 /// instances healthy, the scan is needed once in 256 picks.
@@ -59,14 +59,9 @@ impl Default for Limits {
     }
 }
 
-/// Whether `name` is a valid service name: 1 to [`MAX_SERVICE_NAME`] bytes of
-/// `[A-Za-z0-9._-]`, so names are safe in URLs, logs and JSON without escaping.
+/// Whether `name` is a valid service name (the rule of [`crate::proto::ServiceName`]).
 pub fn valid_service_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_SERVICE_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    crate::proto::ServiceName::is_valid(name)
 }
 
 /// The outcome of one probe, kept so operators can see why an instance is

@@ -59,7 +59,7 @@ impl Drop for Subscription {
 
 impl Watchers {
     fn map(&self) -> std::sync::MutexGuard<'_, Map> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+        crate::rt::lock(&self.map)
     }
 
     /// Subscribes to the next change of `service`.
