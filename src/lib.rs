@@ -26,4 +26,5 @@ pub mod metrics;
 pub mod proto;
 pub mod registry;
 pub mod rt;
+pub mod spec;
 pub mod watcher;
