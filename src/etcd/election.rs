@@ -58,7 +58,7 @@ impl Election {
     }
 
     /// The time between two rounds: a quarter of the TTL, within 100 ms and 1 s.
-    pub fn period(&self) -> Duration {
+    fn period(&self) -> Duration {
         (self.ttl / 4).clamp(PERIOD_BOUNDS.0, PERIOD_BOUNDS.1)
     }
 
@@ -68,7 +68,7 @@ impl Election {
         }
     }
 
-    /// Campaigns forever, one round per [`period`](Election::period); `on_change` hears every change
+    /// Campaigns forever, one round per quarter TTL (between 100 ms and 1 s); `on_change` hears every change
     /// of leadership (whether this campaigner now leads, and why). Cancel the task running it before
     /// [`resign`](Election::resign)ing, or a later round may win again.
     pub async fn run(self: Arc<Self>, on_change: impl Fn(bool, &str) + Send) {

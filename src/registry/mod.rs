@@ -3,6 +3,10 @@
 //!
 //! The state never sees a socket and the loops never hold the lock across an await: each loop takes a
 //! snapshot or applies a result under the lock, and does all waiting outside it.
+//!
+//! [`Shared`] is the one driver of changes: it applies each [`state::Change`] to the state under one
+//! lock, wakes the watchers of the services that moved once the lock is released, and writes the
+//! change to the [`store`], which never sees the state. [`run`] stops on SIGINT or SIGTERM.
 
 pub mod auth;
 pub mod page;
@@ -331,8 +335,8 @@ pub async fn run(listener: TcpListener, config: Config) {
     run_until(listener, config, stop).await
 }
 
-/// [`run`], stopping when `stop` resolves instead of on a signal (for embedding, and tests).
-pub async fn run_until(listener: TcpListener, config: Config, stop: impl Future<Output = ()>) {
+/// [`run`], stopping when `stop` resolves.
+async fn run_until(listener: TcpListener, config: Config, stop: impl Future<Output = ()>) {
     let id = match listener.local_addr() {
         Ok(addr) => format!("{addr}/{:08x}", fastrand::u32(..)),
         Err(_) => format!("registry/{:08x}", fastrand::u32(..)),

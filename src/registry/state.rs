@@ -10,6 +10,10 @@
 //! marking and (usually) pick are O(1); only the periodic sweep and the
 //! listings walk the instances.
 //!
+//! The async layer writes through [`Change`] values and [`Registry::apply`]
+//! (in `state/change.rs`), which say what each change did and whose index
+//! moved, so watchers are woken after the lock is released.
+//!
 //! Health follows the flapping protection of hashicorp/consul#868: a failed
 //! probe excludes an instance at once, and only a later successful probe
 //! restores it. A heartbeat (re-registration) renews the lease but never
