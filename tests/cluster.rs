@@ -149,6 +149,33 @@ fn sigterm_deregisters_the_adder() {
 }
 
 #[test]
+fn sigterm_stops_the_registry_with_status_0() {
+    let mut reg = Proc::registry(&[]);
+    // Answering a request means the server runs, so the handlers are in place.
+    assert_eq!(get(&reg.addr, "/health"), (200, "ok\n".into()));
+    let status = reg.terminate();
+    assert_eq!(status.code(), Some(0), "registry exited with {status}");
+    assert!(reg.logged("got SIGTERM; stopping"));
+    assert!(std::net::TcpStream::connect(&reg.addr).is_err());
+}
+
+#[test]
+fn sigint_stops_the_registry_with_status_0_also_as_a_background_job() {
+    // A shell's background job inherits SIGINT as ignored; the registry must handle it anyway.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args([
+        "-c",
+        "trap '' INT; exec \"$0\" registry --listen 127.0.0.1:0 --warmup 0s",
+        env!("CARGO_BIN_EXE_mini"),
+    ]);
+    let mut reg = Proc::spawn(cmd);
+    assert_eq!(get(&reg.addr, "/health"), (200, "ok\n".into()));
+    let status = reg.signal("INT");
+    assert_eq!(status.code(), Some(0), "registry exited with {status}");
+    assert!(reg.logged("got SIGINT; stopping"));
+}
+
+#[test]
 fn a_restarted_registry_knows_the_adders_again_within_a_beat_and_no_call_fails() {
     let mut reg = Proc::registry(FAST);
     let addr = reg.addr.clone();

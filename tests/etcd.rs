@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 
 /// A registry in etcd mode with short timings: 2 s leases and election, probes every `probe`.
 fn registry(etcd: &Cluster, probe: &str) -> Proc {
+    registry_with_ttl(etcd, probe, "2s")
+}
+
+/// [`registry`] with leases and election of `ttl`.
+fn registry_with_ttl(etcd: &Cluster, probe: &str, ttl: &str) -> Proc {
     let urls = etcd.urls();
     Proc::registry(&[
         "--store",
@@ -18,7 +23,7 @@ fn registry(etcd: &Cluster, probe: &str) -> Proc {
         "--etcd",
         &urls,
         "--ttl",
-        "2s",
+        ttl,
         "--probe-interval",
         probe,
         "--probe-timeout",
@@ -144,6 +149,46 @@ fn another_registry_takes_over_probing_when_the_leader_dies() {
     eventually("the dead adder's lease expires", || {
         !listed(&survivor).contains(&dead)
     });
+}
+
+#[test]
+fn a_leader_stopped_by_sigterm_hands_over_probing_at_once_not_after_its_ttl() {
+    let Some(etcd) = Cluster::start(1) else {
+        return;
+    };
+    // A 10 s TTL: the election tries every second, so a handover by resignation takes about one
+    // attempt, while one by lease expiry could not happen before ~9 s.
+    let ttl = Duration::from_secs(10);
+    let mut regs = [
+        registry_with_ttl(&etcd, "200ms", "10s"),
+        registry_with_ttl(&etcd, "200ms", "10s"),
+    ];
+    let lead = leader(&[&regs[0], &regs[1]]);
+    let other = 1 - lead;
+    let survivor = regs[other].addr.clone();
+    let mut adders = [Proc::adder(&survivor), Proc::adder(&survivor)];
+    eventually("both adders healthy on the survivor", || {
+        healthy(&survivor).len() == 2
+    });
+    let stopped = Instant::now();
+    let status = regs[lead].terminate();
+    assert_eq!(status.code(), Some(0), "the leader exited with {status}");
+    assert!(regs[lead].logged("is no longer the probing leader (resigned)"));
+    eventually("the survivor takes over", || {
+        regs[other].logged("became the probing leader")
+    });
+    let took_over = stopped.elapsed();
+    eprintln!("SIGTERM to the leader → the other registry leads: {took_over:?} (TTL {ttl:?})");
+    assert!(took_over < ttl / 2, "took over after {took_over:?}");
+    // And it probes: a killed adder is excluded long before the old leader's lease could lapse.
+    let dead = adders[0].addr.clone();
+    adders[0].kill();
+    eventually("the survivor excludes the dead adder", || {
+        healthy(&survivor) == [adders[1].addr.clone()]
+    });
+    let excluded = stopped.elapsed();
+    assert!(excluded < ttl / 2, "excluded after {excluded:?}");
+    assert!(regs[other].logged(&format!("{dead} excluded: probe failed")));
 }
 
 #[test]

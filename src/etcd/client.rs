@@ -38,15 +38,6 @@ pub struct Kv {
     pub mod_revision: i64,
 }
 
-/// A lease etcd granted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lease {
-    /// The lease id.
-    pub id: i64,
-    /// Its TTL in seconds, as granted (etcd may raise a short one to its minimum).
-    pub ttl: i64,
-}
-
 /// A client for one etcd cluster, given as its members' `host:port` client addresses.
 #[derive(Debug)]
 pub struct Etcd {
@@ -140,18 +131,14 @@ impl Etcd {
         Err(last)
     }
 
-    /// Grants a lease of `ttl` seconds.
-    pub async fn grant(&self, ttl: i64) -> Result<Lease, EtcdError> {
+    /// Grants a lease of `ttl` seconds; returns its id.
+    pub async fn grant(&self, ttl: i64) -> Result<i64, EtcdError> {
         let body = json::Object::new().str("TTL", &ttl.to_string()).finish();
         let v = self.call("/v3/lease/grant", &body).await?;
-        let id = int(&v, &["ID"]);
-        if id == 0 {
-            return Err(EtcdError::BadReply("lease grant without an ID".into()));
+        match int(&v, &["ID"]) {
+            0 => Err(EtcdError::BadReply("lease grant without an ID".into())),
+            id => Ok(id),
         }
-        Ok(Lease {
-            id,
-            ttl: int(&v, &["TTL"]),
-        })
     }
 
     /// Renews lease `id` once; `Ok(None)` when etcd no longer knows it (expired or revoked).
@@ -268,6 +255,29 @@ impl Etcd {
             .and_then(|r| r.first())
             .and_then(|r| r.path(&["response_range", "kvs"]));
         Ok((false, kvs(existing)?.into_iter().next()))
+    }
+
+    /// Deletes `key` only if its value is `value` (a one-compare txn); returns whether it did.
+    pub async fn delete_if_value(&self, key: &[u8], value: &[u8]) -> Result<bool, EtcdError> {
+        let k = base64::encode(key);
+        let compare = json::Object::new()
+            .str("key", &k)
+            .str("target", "VALUE")
+            .str("result", "EQUAL")
+            .str("value", &base64::encode(value))
+            .finish();
+        let success = json::Object::new()
+            .raw(
+                "request_delete_range",
+                &json::Object::new().str("key", &k).finish(),
+            )
+            .finish();
+        let body = json::Object::new()
+            .raw("compare", &json::array([compare]))
+            .raw("success", &json::array([success]))
+            .finish();
+        let v = self.call("/v3/kv/txn", &body).await?;
+        Ok(v.get("succeeded").and_then(Value::as_bool).unwrap_or(false))
     }
 
     /// Deletes every key in `keys` in one txn; returns the revision and how many were deleted.

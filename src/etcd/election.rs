@@ -4,13 +4,14 @@
 //! Each campaigner keeps one session lease of `ttl` alive, renewing it several times per TTL, and
 //! tries the create at the same pace while it does not lead. When the leader dies its lease expires
 //! after at most `ttl`, etcd deletes the key, and the next attempt of another campaigner (within one
-//! period) takes over. A leader that cannot renew its lease stops calling itself leader before the
-//! lease can have expired (after half a TTL without a successful renewal), so two leaders never act
-//! at once as long as clocks run at similar speeds.
+//! period) takes over. A leader that stops on purpose [resigns](Election::resign): it deletes the key
+//! and revokes its lease, so the next attempt of another campaigner takes over at once instead of
+//! after one TTL. A leader that cannot renew its lease stops calling itself leader before the lease
+//! can have expired (after half a TTL without a successful renewal), so two leaders never act at once
+//! as long as clocks run at similar speeds.
 
-use super::Etcd;
-use crate::log;
-use std::sync::atomic::{AtomicBool, Ordering};
+use super::{Etcd, EtcdError};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,9 +23,12 @@ const PERIOD_BOUNDS: (Duration, Duration) = (Duration::from_millis(100), Duratio
 pub struct Election {
     etcd: Arc<Etcd>,
     key: Vec<u8>,
+    /// The key's value while this campaigner leads.
     id: String,
     ttl: Duration,
     leader: AtomicBool,
+    /// The session lease (0: none yet, or lost).
+    session: AtomicI64,
     /// When the session lease was last renewed (or granted).
     renewed: Mutex<Option<Instant>>,
 }
@@ -38,69 +42,61 @@ impl Election {
             id,
             ttl: Duration::from_secs(ttl.as_secs_f64().ceil().max(1.0) as u64),
             leader: AtomicBool::new(false),
+            session: AtomicI64::new(0),
             renewed: Mutex::new(None),
         }
     }
 
     /// Whether this campaigner leads now: it won, and renewed its lease within half a TTL.
     pub fn is_leader(&self) -> bool {
-        let fresh = self
-            .renewed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|at| at.elapsed() < self.ttl / 2);
+        let fresh = crate::rt::lock(&self.renewed).is_some_and(|at| at.elapsed() < self.ttl / 2);
         self.leader.load(Ordering::Relaxed) && fresh
     }
 
-    /// This campaigner's name, the election key's value while it leads.
-    pub fn id(&self) -> &str {
-        &self.id
+    /// The time between two rounds: a quarter of the TTL, within 100 ms and 1 s.
+    fn period(&self) -> Duration {
+        (self.ttl / 4).clamp(PERIOD_BOUNDS.0, PERIOD_BOUNDS.1)
     }
 
-    fn set_leader(&self, now_leader: bool, why: &str) {
-        let was = self.leader.swap(now_leader, Ordering::Relaxed);
-        if was != now_leader {
-            let what = if now_leader { "became" } else { "is no longer" };
-            log::line(
-                "registry",
-                format_args!("{} {what} the probing leader ({why})", self.id),
-            );
+    fn set_leader(&self, now_leader: bool, why: &str, on_change: &impl Fn(bool, &str)) {
+        if self.leader.swap(now_leader, Ordering::Relaxed) != now_leader {
+            on_change(now_leader, why);
         }
     }
 
-    /// Campaigns forever.
-    pub async fn run(self: Arc<Self>) {
-        let period = (self.ttl / 4).clamp(PERIOD_BOUNDS.0, PERIOD_BOUNDS.1);
-        let mut lease = 0;
+    /// Campaigns forever, one round per quarter TTL (between 100 ms and 1 s); `on_change` hears every change
+    /// of leadership (whether this campaigner now leads, and why). Cancel the task running it before
+    /// [`resign`](Election::resign)ing, or a later round may win again.
+    pub async fn run(self: Arc<Self>, on_change: impl Fn(bool, &str) + Send) {
         loop {
-            match self.round(lease).await {
-                Ok(l) => lease = l,
+            match self.round().await {
+                Ok((mine, why)) => self.set_leader(mine, why, &on_change),
                 Err(why) => {
-                    self.set_leader(false, &why);
-                    lease = 0;
+                    self.set_leader(false, &why, &on_change);
+                    self.session.store(0, Ordering::Relaxed);
                 }
             }
-            smol::Timer::after(period).await;
+            smol::Timer::after(self.period()).await;
         }
     }
 
-    /// One round: keep the session lease alive (or get a new one), then try to lead.
-    async fn round(&self, lease: i64) -> Result<i64, String> {
+    /// One round: keep the session lease alive (or get a new one), then try to lead. Returns
+    /// whether this campaigner leads, and why.
+    async fn round(&self) -> Result<(bool, &'static str), String> {
         let ttl_secs = self.ttl.as_secs() as i64;
-        let lease = match lease {
+        let lease = match self.session.load(Ordering::Relaxed) {
             0 => {
-                self.etcd
-                    .grant(ttl_secs)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .id
+                let id = self.etcd.grant(ttl_secs).await.map_err(|e| e.to_string())?;
+                // Known before the create, so a resign that cancels this round still revokes it.
+                self.session.store(id, Ordering::Relaxed);
+                id
             }
             id => match self.etcd.keepalive(id).await.map_err(|e| e.to_string())? {
                 Some(_) => id,
                 None => return Err("session lease expired".into()),
             },
         };
-        *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        *crate::rt::lock(&self.renewed) = Some(Instant::now());
         let (created, existing) = self
             .etcd
             .create_if_absent(&self.key, self.id.as_bytes(), lease)
@@ -108,14 +104,25 @@ impl Election {
             .map_err(|e| e.to_string())?;
         let mine = created
             || existing.is_some_and(|kv| kv.value == self.id.as_bytes() && kv.lease == lease);
-        self.set_leader(
-            mine,
-            if created {
-                "won the election"
-            } else {
-                "another registry leads"
-            },
-        );
-        Ok(lease)
+        let why = match created {
+            true => "won the election",
+            false => "another registry leads",
+        };
+        Ok((mine, why))
+    }
+
+    /// Gives up at once: stops calling itself leader, deletes the election key if it holds this
+    /// campaigner's id, and revokes the session lease. Returns whether it led just before.
+    pub async fn resign(&self) -> Result<bool, EtcdError> {
+        let led = self.leader.swap(false, Ordering::Relaxed);
+        let lease = self.session.swap(0, Ordering::Relaxed);
+        if lease == 0 {
+            return Ok(led);
+        }
+        self.etcd
+            .delete_if_value(&self.key, self.id.as_bytes())
+            .await?;
+        self.etcd.revoke(lease).await?;
+        Ok(led)
     }
 }

@@ -1,6 +1,9 @@
-//! etcd as the registry's shared store: a small v3 client over etcd's JSON gateway
-//! ([`client`]), watches ([`watch`]), a lease-based leader election ([`election`]), and the registry's
-//! use of all three ([`registry`]): key layout, the local copy fed by one watch, and health.
+//! A small etcd v3 client over etcd's JSON gateway: leases, kv, txn and the gateway's codec
+//! ([`client`]), watches ([`watch`]) and a lease-based leader election ([`election`]).
+//!
+//! This module knows nothing of the registry (it never imports `crate::registry`); the registry's
+//! use of etcd (key layout, the local copy fed by one watch, health keys) is
+//! `crate::registry::store`.
 //!
 //! Nothing here holds a lock across an await, every network wait is bounded (calls by
 //! [`client::CALL_TIMEOUT`], watches by the stream breaking when etcd goes away), and nothing
@@ -8,13 +11,12 @@
 
 pub mod client;
 pub mod election;
-pub mod registry;
 pub mod watch;
 
 use crate::jsonread;
 use std::fmt;
 
-pub use client::{Etcd, Kv, Lease};
+pub use client::{Etcd, Kv};
 
 /// Why an etcd call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,10 @@
 //!
 //! The state never sees a socket and the loops never hold the lock across an await: each loop takes a
 //! snapshot or applies a result under the lock, and does all waiting outside it.
+//!
+//! [`Shared`] is the one driver of changes: it applies each [`state::Change`] to the state under one
+//! lock, wakes the watchers of the services that moved once the lock is released, and writes the
+//! change to the [`store`], which never sees the state. [`run`] stops on SIGINT or SIGTERM.
 
 pub mod auth;
 pub mod page;
@@ -16,12 +20,16 @@ pub mod watch;
 pub use serve::serve;
 
 use crate::http::server::{self, ServerConfig};
+use crate::log;
 use crate::metrics::{Counter, Exposition, HttpCounts};
 use async_net::TcpListener;
-use state::{Limits, RegisterError, Registered, Registry, Target};
+use async_signal::{Signal, Signals};
+use smol::stream::StreamExt;
+use state::{Applied, Change, Limits, Outcome, Registered, Registry, Target};
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use store::{Store, StoreConfig};
+use store::{Feed, Store, StoreConfig, StoreError};
 
 /// The address the original registry listened on; old nodes and clients expect it.
 pub const DEFAULT_LISTEN: &str = crate::proto::DEFAULT_REGISTRY;
@@ -108,11 +116,10 @@ impl Shared {
     }
 
     /// Locks the state for reading or picking. Callers keep the guard inside one synchronous block,
-    /// never across an await; changes go through the methods below, which also wake watchers.
+    /// never across an await, and take no other lock while they hold it; changes go through
+    /// [`Shared::apply`] and the methods after it, which also wake watchers.
     pub fn state(&self) -> MutexGuard<'_, Registry> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::rt::lock(&self.state)
     }
 
     /// The `/metrics` page: counters, then per-service gauges read under the lock once.
@@ -179,61 +186,74 @@ impl Shared {
         page.finish()
     }
 
-    /// Registers or renews; a new instance wakes the service's watchers.
-    pub fn register(
+    /// The one way changes reach the local state: locks it once, applies `changes` in order,
+    /// releases it, then wakes the watchers of every service whose index moved.
+    pub fn apply(&self, changes: &[Change<'_>]) -> Applied {
+        let applied = self.state().apply(changes, Instant::now());
+        self.notify(&applied.moved);
+        applied
+    }
+
+    /// [`Shared::apply`] for one change, allocating nothing when nothing moved (a renewal).
+    fn apply_one(&self, change: &Change<'_>) -> Outcome {
+        let mut moved = Vec::new();
+        let outcome = self.state().apply_one(change, Instant::now(), &mut moved);
+        self.notify(&moved);
+        outcome
+    }
+
+    fn notify(&self, moved: &[String]) {
+        for service in moved {
+            self.watchers.notify(service);
+        }
+    }
+
+    /// Registers or renews: in the local state at once (so this registry hands the instance out
+    /// immediately), then in the store. A refusal by the local limits writes nothing; a store failure
+    /// undoes a new local registration and is reported, never swallowed.
+    pub async fn register(
         &self,
         service: &str,
         addr: &str,
         ttl: Duration,
-    ) -> Result<Registered, RegisterError> {
-        let result = self.state().register(service, addr, ttl, Instant::now());
-        if result == Ok(Registered::New) {
-            self.watchers.notify(service);
-        }
-        result
-    }
-
-    /// Deregisters; true if the instance was there (and then watchers are woken).
-    pub fn deregister(&self, service: &str, addr: &str) -> bool {
-        let removed = self.state().deregister(service, addr);
-        if removed {
-            self.watchers.notify(service);
-        }
-        removed
-    }
-
-    /// Records a probe result; true if health flipped (and then watchers are woken).
-    pub fn mark_probe(&self, service: &str, addr: &str, ok: bool) -> bool {
-        let changed = self.state().mark_probe(service, addr, ok, Instant::now());
-        if changed {
-            self.watchers.notify(service);
-        }
-        changed
-    }
-
-    /// The change index of each named service now, to pass to [`Shared::notify_moved`] after a bulk
-    /// update applied straight to the state (an etcd resync or a batch of watch events).
-    pub fn indexes<'a>(&self, services: impl IntoIterator<Item = &'a str>) -> Vec<(String, u64)> {
-        let state = self.state();
-        services
-            .into_iter()
-            .map(|s| (s.to_string(), state.index(s)))
-            .collect()
-    }
-
-    /// Wakes the watchers of each service whose index moved since `before`.
-    pub fn notify_moved(&self, before: Vec<(String, u64)>) {
-        let moved: Vec<String> = {
-            let state = self.state();
-            before
-                .into_iter()
-                .filter(|(s, i)| state.index(s) != *i)
-                .map(|(s, _)| s)
-                .collect()
+    ) -> Result<Registered, StoreError> {
+        let local = match self.apply_one(&Change::upsert(service, addr, ttl)) {
+            Outcome::Registered(r) => r,
+            Outcome::Refused(e) => return Err(StoreError::Refused(e)),
+            _ => Registered::Renewed, // an upsert's outcome is one of the two above
         };
-        for service in moved {
-            self.watchers.notify(&service);
+        match self.store.put(service, addr, ttl).await {
+            Ok(true) => Ok(Registered::New),
+            Ok(false) => Ok(local),
+            Err(e) => {
+                if local == Registered::New {
+                    self.apply_one(&Change::remove(service, addr));
+                }
+                Err(e)
+            }
         }
+    }
+
+    /// Deregisters from the store, then locally; whether the instance was registered in either.
+    pub async fn deregister(&self, service: &str, addr: &str) -> Result<bool, StoreError> {
+        let stored = self.store.delete(service, addr).await?;
+        let local = self.apply_one(&Change::remove(service, addr));
+        Ok(stored || local.moved())
+    }
+
+    /// Records a probe result: locally, and when health flipped, in the store for every registry.
+    /// Returns whether health flipped. If the store cannot record it, the local flip is undone so
+    /// the next round tries again.
+    pub async fn record_probe(&self, target: &Target, ok: bool) -> bool {
+        let (service, addr) = (target.service.as_str(), &*target.addr);
+        if !self.apply_one(&Change::health(service, addr, ok)).moved() {
+            return false;
+        }
+        if self.store.write_health(service, addr, ok).await.is_err() {
+            self.apply_one(&Change::health(service, addr, !ok));
+            return false;
+        }
+        true
     }
 
     /// Drops expired leases and wakes the watchers of every service that lost one.
@@ -277,7 +297,10 @@ impl Default for Metrics {
     }
 }
 
-/// Runs the registry on an already bound listener: the HTTP server, the prober and the sweeper.
+/// Runs the registry on an already bound listener (the HTTP server, the prober, the sweeper and the
+/// store's feed) until SIGINT or SIGTERM: then it stops accepting, gives up leadership with `--store
+/// etcd`, and returns, so the process can exit 0. The handlers are installed before the first
+/// connection is accepted, also where the signals were inherited as ignored (a shell's background job).
 ///
 /// ```no_run
 /// mini::rt::block_on(async {
@@ -287,22 +310,60 @@ impl Default for Metrics {
 /// });
 /// ```
 pub async fn run(listener: TcpListener, config: Config) {
+    let signals = Signals::new([Signal::Term, Signal::Int]);
+    let stop = async move {
+        let mut signals = match signals {
+            Ok(signals) => signals,
+            Err(e) => {
+                log::line(
+                    "registry",
+                    format_args!("cannot handle SIGINT and SIGTERM ({e}); they will kill it"),
+                );
+                return smol::future::pending().await;
+            }
+        };
+        while let Some(signal) = signals.next().await {
+            let name = match signal {
+                Ok(Signal::Int) => "SIGINT",
+                Ok(_) => "SIGTERM",
+                Err(_) => continue,
+            };
+            log::line("registry", format_args!("got {name}; stopping"));
+            return;
+        }
+        smol::future::pending().await
+    };
+    run_until(listener, config, stop).await
+}
+
+/// [`run`], stopping when `stop` resolves.
+async fn run_until(listener: TcpListener, config: Config, stop: impl Future<Output = ()>) {
     let id = match listener.local_addr() {
         Ok(addr) => format!("{addr}/{:08x}", fastrand::u32(..)),
         Err(_) => format!("registry/{:08x}", fastrand::u32(..)),
     };
     let store = Store::open(&config.store, id, config.ttl);
     let shared = Arc::new(Shared::with_store(config, store));
-    shared.store.start(&shared);
+    if let Some(feed) = shared.store.start() {
+        crate::rt::spawn(follow(shared.clone(), feed)).detach();
+    }
     crate::rt::spawn(probe::probe_loop(shared.clone())).detach();
     if shared.store.sweeps() {
         crate::rt::spawn(probe::sweep_loop(shared.clone())).detach();
     }
     let server_config = shared.config.server;
-    server::serve(
-        listener,
-        Arc::new(routes::Routes::new(shared)),
-        server_config,
-    )
-    .await;
+    let routes = Arc::new(routes::Routes::new(shared.clone()));
+    // Dropping the server's future drops the listener: nothing new is accepted from here on.
+    smol::future::or(server::serve(listener, routes, server_config), stop).await;
+    shared.store.stop().await;
+    log::line("registry", format_args!("stopped"));
+}
+
+/// Applies what the store's feed brings (etcd's reads and watch events) to the local copy, forever.
+async fn follow(shared: Arc<Shared>, mut feed: Feed) {
+    loop {
+        let batch = feed.next().await;
+        let applied = shared.apply(&batch.changes);
+        batch.log(&applied);
+    }
 }

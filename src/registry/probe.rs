@@ -118,10 +118,7 @@ async fn record(shared: &Shared, target: &Target, outcome: Result<(), String>) {
         Err(_) => &shared.metrics.probes_failed,
     };
     counter.inc();
-    let changed = shared
-        .store
-        .record_probe(shared, target, outcome.is_ok())
-        .await;
+    let changed = shared.record_probe(target, outcome.is_ok()).await;
     if !changed {
         return;
     }

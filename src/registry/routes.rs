@@ -214,9 +214,7 @@ impl Routes {
     /// Validates and registers; the error is the reply to send.
     async fn register(&self, service: &str, addr: &str, ttl: Duration) -> Result<(), Response> {
         addr::check(addr).map_err(|e| Response::error(400, format_args!("bad address: {e}")))?;
-        let result = (self.shared.store)
-            .register(&self.shared, service, addr, ttl)
-            .await;
+        let result = self.shared.register(service, addr, ttl).await;
         if result.is_ok() {
             self.shared.metrics.heartbeats.inc();
         }
@@ -238,10 +236,7 @@ impl Routes {
     }
 
     async fn delete(&self, service: &str, addr: &str) -> Response {
-        match (self.shared.store)
-            .deregister(&self.shared, service, addr)
-            .await
-        {
+        match self.shared.deregister(service, addr).await {
             Ok(true) => {
                 log::line("registry", format_args!("{service} {addr} deregistered"));
                 Response::text(200, format!("{addr} deregistered from {service}\n"))

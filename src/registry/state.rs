@@ -10,10 +10,18 @@
 //! marking and (usually) pick are O(1); only the periodic sweep and the
 //! listings walk the instances.
 //!
+//! The async layer writes through [`Change`] values and [`Registry::apply`]
+//! (in `state/change.rs`), which say what each change did and whose index
+//! moved, so watchers are woken after the lock is released.
+//!
 //! Health follows the flapping protection of hashicorp/consul#868: a failed
 //! probe excludes an instance at once, and only a later successful probe
 //! restores it. A heartbeat (re-registration) renews the lease but never
 //! resets health.
+
+mod change;
+
+pub use change::{Applied, Change, Held, Outcome, ResetReport, Snapshot};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -79,8 +87,6 @@ pub struct ProbeRecord {
 pub struct Instance {
     /// The instance's address, `HOST:PORT`, shared with the lookup map.
     pub addr: Arc<str>,
-    /// When the instance first registered (kept across renewals).
-    pub registered_at: Instant,
     /// When the instance last registered or renewed.
     pub last_beat: Instant,
     /// The lease length asked for by the last heartbeat.
@@ -327,7 +333,6 @@ impl Registry {
         self.check_limits(service)?;
         let inst = Instance {
             addr: Arc::from(addr),
-            registered_at: now,
             last_beat: now,
             ttl,
             expires_at,
@@ -531,7 +536,7 @@ mod tests {
     }
 
     /// Internal bookkeeping: positions, healthy counts, total.
-    fn check_invariants(r: &Registry) {
+    pub(super) fn check_invariants(r: &Registry) {
         let mut total = 0;
         for svc in r.services.values() {
             assert!(!svc.slots.is_empty(), "empty service kept");
@@ -569,13 +574,12 @@ mod tests {
     }
 
     #[test]
-    fn renew_extends_expiry_and_keeps_registered_at() {
+    fn renew_extends_expiry() {
         let mut r = reg();
         let t0 = Instant::now();
         r.register("add", "h:1", TTL, t0).unwrap();
         r.register("add", "h:1", secs(30), t0 + secs(5)).unwrap();
         let i = get(&r, "add", "h:1");
-        assert_eq!(i.registered_at, t0);
         assert_eq!(i.last_beat, t0 + secs(5));
         assert_eq!(i.ttl, secs(30));
         assert_eq!(i.expires_at, t0 + secs(35));

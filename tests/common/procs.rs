@@ -91,11 +91,16 @@ impl Proc {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM")
+    }
+
+    /// Sends the signal named `name` (`TERM`, `INT`) and waits for the exit status.
+    pub fn signal(&mut self, name: &str) -> ExitStatus {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
+        assert!(status.success(), "kill -{name} failed");
         let deadline = Instant::now() + PROC_DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -103,7 +108,7 @@ impl Proc {
             }
             assert!(
                 Instant::now() < deadline,
-                "process did not exit after SIGTERM"
+                "process did not exit after SIG{name}"
             );
             std::thread::sleep(Duration::from_millis(10));
         }

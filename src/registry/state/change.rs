@@ -1,0 +1,630 @@
+//! Changes to the registry's state as values, and [`Registry::apply`].
+//!
+//! Every write to the local state is a [`Change`]: a route's registration or deregistration, a
+//! probe's result, an etcd watch event, or an etcd resync ([`Change::Reset`]). Applying returns what
+//! each change did ([`Outcome`]) and which services' change indexes moved, so the caller, holding
+//! no lock by then, wakes exactly those services' watchers. Like the rest of the state this does no
+//! I/O and takes time as an argument.
+
+use super::{RegisterError, Registered, Registry};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One change to the registry's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// Register `addr` under `service` with a lease of `ttl`, or renew it (a heartbeat).
+    Upsert {
+        /// The service.
+        service: Cow<'a, str>,
+        /// The instance's `HOST:PORT`.
+        addr: Cow<'a, str>,
+        /// The lease.
+        ttl: Duration,
+    },
+    /// Remove `addr` from `service`: deregistered, or its lease expired in the store.
+    Remove {
+        /// The service.
+        service: Cow<'a, str>,
+        /// The instance's `HOST:PORT`.
+        addr: Cow<'a, str>,
+    },
+    /// A probe result, or health recorded in the store: `ok == false` excludes the instance,
+    /// `ok == true` restores it.
+    Health {
+        /// The service.
+        service: Cow<'a, str>,
+        /// The instance's `HOST:PORT`.
+        addr: Cow<'a, str>,
+        /// Whether the instance is healthy.
+        ok: bool,
+    },
+    /// Make the state hold exactly the snapshot's instances (an etcd resync).
+    Reset(Snapshot),
+}
+
+impl<'a> Change<'a> {
+    /// [`Change::Upsert`].
+    pub fn upsert(
+        service: impl Into<Cow<'a, str>>,
+        addr: impl Into<Cow<'a, str>>,
+        ttl: Duration,
+    ) -> Self {
+        Change::Upsert {
+            service: service.into(),
+            addr: addr.into(),
+            ttl,
+        }
+    }
+
+    /// [`Change::Remove`].
+    pub fn remove(service: impl Into<Cow<'a, str>>, addr: impl Into<Cow<'a, str>>) -> Self {
+        Change::Remove {
+            service: service.into(),
+            addr: addr.into(),
+        }
+    }
+
+    /// [`Change::Health`].
+    pub fn health(
+        service: impl Into<Cow<'a, str>>,
+        addr: impl Into<Cow<'a, str>>,
+        ok: bool,
+    ) -> Self {
+        Change::Health {
+            service: service.into(),
+            addr: addr.into(),
+            ok,
+        }
+    }
+
+    /// The service and instance a change is about; `None` for a reset, which may touch any.
+    pub fn instance(&self) -> Option<(&str, &str)> {
+        match self {
+            Change::Upsert { service, addr, .. }
+            | Change::Remove { service, addr }
+            | Change::Health { service, addr, .. } => Some((service, addr)),
+            Change::Reset(_) => None,
+        }
+    }
+}
+
+/// Every instance a store holds at one moment (a full read).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The instances, in any order, each once.
+    pub instances: Vec<Held>,
+}
+
+/// One instance of a [`Snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The service.
+    pub service: String,
+    /// The instance's `HOST:PORT`.
+    pub addr: String,
+    /// The lease to register or renew it with; `None` keeps it as it is if the state has it and
+    /// does not create it (a write newer than the snapshot, whose own event is still to come).
+    pub ttl: Option<Duration>,
+    /// Whether the store records it as excluded.
+    pub excluded: bool,
+}
+
+/// What one change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// An upsert registered a new instance or renewed one.
+    Registered(Registered),
+    /// An upsert broke a rule or a limit; nothing changed.
+    Refused(RegisterError),
+    /// A removal: whether the instance was there.
+    Removed(bool),
+    /// A health change: whether the instance's health flipped.
+    Health(bool),
+    /// A reset, and what it took.
+    Reset(ResetReport),
+}
+
+impl Outcome {
+    /// Whether the change's service's index moved (for a reset: whether anything changed).
+    pub fn moved(&self) -> bool {
+        match self {
+            Outcome::Registered(r) => *r == Registered::New,
+            Outcome::Refused(_) => false,
+            Outcome::Removed(changed) | Outcome::Health(changed) => *changed,
+            Outcome::Reset(r) => r.changed,
+        }
+    }
+}
+
+/// What a [`Change::Reset`] took to make the state match its snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResetReport {
+    /// Instances dropped because the snapshot does not hold them.
+    pub removed: usize,
+    /// Instances of the snapshot the local limits refused.
+    pub refused: usize,
+    /// Instances in the state afterwards.
+    pub total: usize,
+    /// Whether any service's index moved.
+    pub changed: bool,
+}
+
+/// What [`Registry::apply`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The services whose change index moved, each once, sorted: their watchers are to be woken.
+    pub moved: Vec<String>,
+    /// What each change did, in the order of the changes.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Each touched service's index before a batch, to find the ones that moved after it.
+#[derive(Debug, Default)]
+struct Before(HashMap<String, u64>);
+
+impl Before {
+    fn note(&mut self, reg: &Registry, service: &str) {
+        if !self.0.contains_key(service) {
+            self.0.insert(service.to_string(), reg.index(service));
+        }
+    }
+
+    fn note_reset(&mut self, reg: &Registry, snapshot: &Snapshot) {
+        for name in reg.services.keys() {
+            self.note(reg, name);
+        }
+        for held in &snapshot.instances {
+            self.note(reg, &held.service);
+        }
+    }
+
+    fn moved(self, reg: &Registry) -> Vec<String> {
+        let mut moved: Vec<String> = (self.0.into_iter())
+            .filter(|(s, i)| reg.index(s) != *i)
+            .map(|(s, _)| s)
+            .collect();
+        moved.sort_unstable();
+        moved
+    }
+}
+
+impl Registry {
+    /// Applies `changes` in order; returns what each did and the services whose index moved, so the
+    /// caller wakes their watchers once it has released the state.
+    ///
+    /// ```
+    /// use mini::registry::state::{Change, Limits, Outcome, Registered, Registry};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let mut reg = Registry::new(Limits::default());
+    /// let now = Instant::now();
+    /// let ttl = Duration::from_secs(10);
+    /// let applied = reg.apply(
+    ///     &[Change::upsert("add", "127.0.0.1:9001", ttl), Change::upsert("mul", "127.0.0.1:9002", ttl)],
+    ///     now,
+    /// );
+    /// assert_eq!(applied.moved, ["add", "mul"]);
+    /// let renewed = reg.apply(&[Change::upsert("add", "127.0.0.1:9001", ttl)], now);
+    /// assert_eq!(renewed.outcomes, [Outcome::Registered(Registered::Renewed)]);
+    /// assert!(renewed.moved.is_empty()); // a renewal wakes no watcher
+    /// ```
+    pub fn apply(&mut self, changes: &[Change<'_>], now: Instant) -> Applied {
+        let mut before = Before::default();
+        let mut outcomes = Vec::with_capacity(changes.len());
+        for change in changes {
+            match change {
+                Change::Reset(snapshot) => before.note_reset(self, snapshot),
+                other => {
+                    if let Some((service, _)) = other.instance() {
+                        before.note(self, service);
+                    }
+                }
+            }
+            outcomes.push(self.change(change, now));
+        }
+        Applied {
+            moved: before.moved(self),
+            outcomes,
+        }
+    }
+
+    /// Applies one change, appending the services whose index moved to `moved`. Allocates nothing
+    /// when nothing moves (a heartbeat's renewal), unlike [`Registry::apply`].
+    pub fn apply_one(
+        &mut self,
+        change: &Change<'_>,
+        now: Instant,
+        moved: &mut Vec<String>,
+    ) -> Outcome {
+        if let Change::Reset(snapshot) = change {
+            let mut before = Before::default();
+            before.note_reset(self, snapshot);
+            let outcome = self.change(change, now);
+            moved.extend(before.moved(self));
+            return outcome;
+        }
+        let outcome = self.change(change, now);
+        if let Some((service, _)) = change.instance().filter(|_| outcome.moved()) {
+            moved.push(service.to_string());
+        }
+        outcome
+    }
+
+    fn change(&mut self, change: &Change<'_>, now: Instant) -> Outcome {
+        match change {
+            Change::Upsert { service, addr, ttl } => {
+                match self.register(service, addr, *ttl, now) {
+                    Ok(r) => Outcome::Registered(r),
+                    Err(e) => Outcome::Refused(e),
+                }
+            }
+            Change::Remove { service, addr } => Outcome::Removed(self.deregister(service, addr)),
+            Change::Health { service, addr, ok } => {
+                Outcome::Health(self.mark_probe(service, addr, *ok, now))
+            }
+            Change::Reset(snapshot) => Outcome::Reset(self.reset(snapshot, now)),
+        }
+    }
+
+    /// Drops the instances the snapshot does not hold, registers or renews those it holds (limits
+    /// apply to new ones), then sets each one's health as the snapshot records it.
+    fn reset(&mut self, snapshot: &Snapshot, now: Instant) -> ResetReport {
+        let counter = self.counter;
+        let held: HashMap<(&str, &str), &Held> = (snapshot.instances.iter())
+            .map(|h| ((h.service.as_str(), h.addr.as_str()), h))
+            .collect();
+        let mut gone: Vec<(String, Arc<str>)> = Vec::new();
+        let mut report = ResetReport::default();
+        for (name, svc) in &self.services {
+            let dropped = svc
+                .slots
+                .iter()
+                .filter(|i| !held.contains_key(&(name.as_str(), &*i.addr)));
+            gone.extend(dropped.map(|i| (name.clone(), i.addr.clone())));
+        }
+        for (service, addr) in gone {
+            report.removed += usize::from(self.deregister(&service, &addr));
+        }
+        for h in &snapshot.instances {
+            if let Some(ttl) = h.ttl {
+                report.refused +=
+                    usize::from(self.register(&h.service, &h.addr, ttl, now).is_err());
+            }
+        }
+        let mut flips: Vec<(String, Arc<str>, bool)> = Vec::new();
+        for (name, svc) in &self.services {
+            for inst in &svc.slots {
+                let excluded = held
+                    .get(&(name.as_str(), &*inst.addr))
+                    .is_some_and(|h| h.excluded);
+                if excluded == inst.healthy() {
+                    flips.push((name.clone(), inst.addr.clone(), !excluded));
+                }
+            }
+        }
+        for (service, addr, ok) in flips {
+            self.mark_probe(&service, &addr, ok, now);
+        }
+        report.total = self.total;
+        report.changed = self.counter != counter;
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::check_invariants;
+    use super::super::{Limits, RegisterError};
+    use super::*;
+    use std::collections::{BTreeSet, HashSet};
+
+    const TTL: Duration = Duration::from_secs(10);
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn reg() -> Registry {
+        Registry::new(Limits::default())
+    }
+
+    fn held(service: &str, addr: &str, ttl: Option<Duration>, excluded: bool) -> Held {
+        Held {
+            service: service.into(),
+            addr: addr.into(),
+            ttl,
+            excluded,
+        }
+    }
+
+    /// (addr, expires_at, excluded) of each instance of `service`, sorted.
+    fn view(r: &Registry, service: &str) -> Vec<(String, Instant, bool)> {
+        (r.instances(service).unwrap_or_default().into_iter())
+            .map(|i| (i.addr.to_string(), i.expires_at, i.excluded))
+            .collect()
+    }
+
+    #[test]
+    fn each_change_says_what_it_did_and_only_real_changes_move() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        let cases: Vec<(Change, Outcome, bool)> = vec![
+            (
+                Change::upsert("add", "h:1", TTL),
+                Outcome::Registered(Registered::New),
+                true,
+            ),
+            (
+                Change::upsert("add", "h:1", TTL),
+                Outcome::Registered(Registered::Renewed),
+                false,
+            ),
+            (
+                Change::upsert("a b", "h:1", TTL),
+                Outcome::Refused(RegisterError::BadServiceName),
+                false,
+            ),
+            (
+                Change::health("add", "h:1", true),
+                Outcome::Health(false),
+                false,
+            ),
+            (
+                Change::health("add", "h:1", false),
+                Outcome::Health(true),
+                true,
+            ),
+            (
+                Change::health("add", "h:9", false),
+                Outcome::Health(false),
+                false,
+            ),
+            (Change::remove("add", "h:9"), Outcome::Removed(false), false),
+            (Change::remove("add", "h:1"), Outcome::Removed(true), true),
+        ];
+        for (i, (change, want, moves)) in cases.into_iter().enumerate() {
+            let now = t0 + secs(i as u64);
+            let before = r.index("add");
+            let applied = r.apply(std::slice::from_ref(&change), now);
+            assert_eq!(applied.outcomes, std::slice::from_ref(&want), "{change:?}");
+            assert_eq!(want.moved(), moves, "{change:?}");
+            let moved: &[&str] = if moves { &["add"] } else { &[] };
+            assert_eq!(applied.moved, moved, "{change:?}");
+            assert_eq!(r.index("add") != before, moves, "{change:?}");
+            check_invariants(&r);
+        }
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn apply_one_matches_apply_and_a_renewal_leaves_moved_untouched() {
+        let (mut a, mut b) = (reg(), reg());
+        let t0 = Instant::now();
+        let changes = [
+            Change::upsert("add", "h:1", TTL),
+            Change::upsert("add", "h:1", secs(20)),
+            Change::health("add", "h:1", false),
+            Change::upsert("mul", "h:2", TTL),
+            Change::remove("add", "h:1"),
+        ];
+        for change in &changes {
+            let mut moved = Vec::new();
+            let one = a.apply_one(change, t0, &mut moved);
+            let all = b.apply(std::slice::from_ref(change), t0);
+            assert_eq!(all.outcomes, [one]);
+            assert_eq!(all.moved, moved);
+        }
+        let mut moved = Vec::new();
+        a.apply_one(&Change::upsert("mul", "h:2", TTL), t0, &mut moved);
+        assert_eq!(moved.capacity(), 0, "a renewal allocated");
+        assert_eq!(view(&a, "mul"), view(&b, "mul"));
+    }
+
+    #[test]
+    fn a_batch_reports_each_moved_service_once_and_not_one_that_came_and_went() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        r.apply(&[Change::upsert("keep", "h:1", TTL)], t0);
+        let applied = r.apply(
+            &[
+                Change::upsert("add", "h:1", TTL),
+                Change::upsert("add", "h:2", TTL),
+                Change::health("add", "h:1", false),
+                Change::upsert("brief", "h:1", TTL),
+                Change::remove("brief", "h:1"),
+                Change::upsert("keep", "h:1", TTL),
+            ],
+            t0,
+        );
+        // "brief" was created and removed within the batch: its index is 0 before and after.
+        assert_eq!(applied.moved, ["add"]);
+        assert_eq!(applied.outcomes.len(), 6);
+        check_invariants(&r);
+    }
+
+    #[test]
+    fn a_reset_makes_the_state_match_the_snapshot() {
+        let limits = Limits {
+            max_services: 10,
+            max_instances_per_service: 10,
+            max_instances_total: 4,
+        };
+        let mut r = Registry::new(limits);
+        let t0 = Instant::now();
+        r.apply(
+            &[
+                Change::upsert("add", "h:1", TTL), // renewed by the snapshot
+                Change::upsert("add", "h:2", TTL), // not in it: dropped
+                Change::upsert("add", "h:3", TTL), // newer than it: kept as is
+                Change::health("add", "h:3", false),
+                Change::upsert("same", "h:1", TTL), // in it unchanged: its index stays
+            ],
+            t0,
+        );
+        let same = r.index("same");
+        let t1 = t0 + secs(5);
+        let snapshot = Snapshot {
+            instances: vec![
+                held("add", "h:1", Some(secs(30)), true),
+                held("add", "h:3", None, false),
+                held("add", "h:4", None, false), // kept only if present: it is not
+                held("same", "h:1", Some(TTL), false),
+                held("mul", "h:1", Some(TTL), false),
+                held("mul", "h:2", Some(TTL), false), // over the total of 4
+            ],
+        };
+        let applied = r.apply(&[Change::Reset(snapshot)], t1);
+        assert_eq!(
+            applied.outcomes,
+            [Outcome::Reset(ResetReport {
+                removed: 1,
+                refused: 1,
+                total: 4,
+                changed: true,
+            })]
+        );
+        assert_eq!(applied.moved, ["add", "mul"]);
+        assert_eq!(r.index("same"), same);
+        assert_eq!(
+            view(&r, "add"),
+            [
+                ("h:1".to_string(), t1 + secs(30), true),
+                ("h:3".to_string(), t0 + TTL, false),
+            ]
+        );
+        assert_eq!(view(&r, "same"), [("h:1".to_string(), t1 + TTL, false)]);
+        assert_eq!(view(&r, "mul"), [("h:1".to_string(), t1 + TTL, false)]);
+        check_invariants(&r);
+        // The same snapshot again changes nothing and wakes no one.
+        let again = Snapshot {
+            instances: vec![
+                held("add", "h:1", Some(secs(30)), true),
+                held("add", "h:3", None, false),
+                held("same", "h:1", Some(TTL), false),
+                held("mul", "h:1", Some(TTL), false),
+            ],
+        };
+        let applied = r.apply(&[Change::Reset(again)], t1);
+        assert!(applied.moved.is_empty());
+        assert!(!applied.outcomes[0].moved());
+        // An empty snapshot empties the state.
+        let mut moved = Vec::new();
+        let outcome = r.apply_one(&Change::Reset(Snapshot::default()), t1, &mut moved);
+        assert_eq!(moved, ["add", "mul", "same"]);
+        assert!(matches!(
+            outcome,
+            Outcome::Reset(ResetReport {
+                removed: 4,
+                total: 0,
+                ..
+            })
+        ));
+        assert!(r.is_empty());
+    }
+
+    /// The model: (service, addr) -> (expires_at, excluded).
+    type Model = HashMap<(String, String), (Instant, bool)>;
+
+    fn apply_to_model(m: &mut Model, change: &Change, now: Instant) {
+        match change {
+            Change::Upsert { service, addr, ttl } => {
+                let key = (service.to_string(), addr.to_string());
+                let excluded = m.get(&key).is_some_and(|v| v.1);
+                m.insert(key, (now + *ttl, excluded));
+            }
+            Change::Remove { service, addr } => {
+                m.remove(&(service.to_string(), addr.to_string()));
+            }
+            Change::Health { service, addr, ok } => {
+                if let Some(v) = m.get_mut(&(service.to_string(), addr.to_string())) {
+                    v.1 = !ok;
+                }
+            }
+            Change::Reset(snapshot) => {
+                let mut next = Model::new();
+                for h in &snapshot.instances {
+                    let key = (h.service.clone(), h.addr.clone());
+                    match (h.ttl, m.get(&key)) {
+                        (Some(ttl), _) => next.insert(key, (now + ttl, h.excluded)),
+                        (None, Some(v)) => next.insert(key, (v.0, h.excluded)),
+                        (None, None) => None,
+                    };
+                }
+                *m = next;
+            }
+        }
+    }
+
+    fn random_change(rng: &mut fastrand::Rng) -> Change<'static> {
+        let pick = |rng: &mut fastrand::Rng| {
+            (
+                format!("s{}", rng.usize(..3)),
+                format!("h:{}", rng.usize(..8)),
+            )
+        };
+        let (s, a) = pick(rng);
+        match rng.u8(..20) {
+            0..=7 => Change::upsert(s, a, secs(rng.u64(1..20))),
+            8..=10 => Change::remove(s, a),
+            11..=18 => Change::health(s, a, rng.bool()),
+            _ => {
+                let mut seen = HashSet::new();
+                let mut instances = Vec::new();
+                for _ in 0..rng.usize(..12) {
+                    let (s, a) = pick(rng);
+                    if seen.insert((s.clone(), a.clone())) {
+                        let ttl = rng.bool().then(|| secs(rng.u64(1..20)));
+                        instances.push(held(&s, &a, ttl, rng.u8(..4) == 0));
+                    }
+                }
+                Change::Reset(Snapshot { instances })
+            }
+        }
+    }
+
+    #[test]
+    fn random_batches_match_the_model_and_report_exactly_the_moved_services() {
+        let mut rng = fastrand::Rng::with_seed(0xc4a9);
+        let mut r = reg();
+        let mut m = Model::new();
+        let t0 = Instant::now();
+        let services = ["s0", "s1", "s2"];
+        for round in 0..3_000u64 {
+            let now = t0 + Duration::from_millis(round * 10);
+            let changes: Vec<Change> = (0..rng.usize(1..6))
+                .map(|_| random_change(&mut rng))
+                .collect();
+            let before: Vec<u64> = services.iter().map(|s| r.index(s)).collect();
+            let applied = r.apply(&changes, now);
+            for change in &changes {
+                apply_to_model(&mut m, change, now);
+            }
+            assert_eq!(applied.outcomes.len(), changes.len());
+            let moved: BTreeSet<&str> = (services.iter().zip(&before))
+                .filter(|(s, i)| r.index(s) != **i)
+                .map(|(s, _)| *s)
+                .collect();
+            assert_eq!(
+                applied
+                    .moved
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<BTreeSet<_>>(),
+                moved
+            );
+            check_invariants(&r);
+            assert_eq!(r.len(), m.len());
+            for s in services {
+                let mut want: Vec<(String, Instant, bool)> = (m.iter())
+                    .filter(|((ms, _), _)| ms == s)
+                    .map(|((_, a), (e, x))| (a.clone(), *e, *x))
+                    .collect();
+                want.sort();
+                assert_eq!(view(&r, s), want, "round {round}: {changes:?}");
+            }
+        }
+    }
+}

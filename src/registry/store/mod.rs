@@ -1,0 +1,153 @@
+//! Where registrations live: the registry's own memory (the default) or etcd, shared by a fleet of
+//! registries. [`crate::registry::Shared`] is the one driver: it applies every change to the local
+//! state and writes it here; routes and the prober never learn which store is in use.
+//!
+//! In both modes [`super::state::Registry`] is the local copy that picks and listings read, so a
+//! lookup never waits on the network. What differs is where writes go and who expires leases:
+//!
+//! | | memory | etcd |
+//! |---|---|---|
+//! | register / renew / deregister | applied to the local state only | applied locally at once and written to etcd; the watch brings other registries' writes |
+//! | lease expiry | the local sweeper | etcd's lease; the watch brings the deletion |
+//! | probing | this registry | only the election's leader, which writes health into etcd |
+//!
+//! A store never sees the state or [`crate::registry::Shared`]: its writes return results, and
+//! what etcd sends comes out of a [`Feed`] as [`super::state::Change`]s for the driver to apply.
+//! Imports go one way: `crate::etcd` ← `registry::store` ← `registry`.
+
+mod etcd;
+mod etcd_keys;
+
+pub use etcd::{Batch, EtcdStore, Feed};
+
+use super::state::RegisterError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest a stopping registry waits for etcd to take its resignation; past it the leadership
+/// lapses with its lease instead.
+pub const RESIGN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Which store a registry was told to use (`--store`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// This registry's memory only.
+    #[default]
+    Memory,
+    /// etcd, at these member `host:port` addresses.
+    Etcd(Vec<String>),
+}
+
+/// The store in use.
+#[derive(Debug)]
+pub enum Store {
+    /// The local state is the store.
+    Memory,
+    /// etcd is the store; the local state is a copy fed by a watch.
+    Etcd(Arc<EtcdStore>),
+}
+
+/// Why a write was not done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The registration breaks a rule or a limit (400 or 429).
+    Refused(RegisterError),
+    /// The store cannot take writes now (503): etcd is unreachable or failed.
+    Unavailable(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Refused(e) => e.fmt(f),
+            StoreError::Unavailable(why) => write!(f, "store unavailable, not recorded: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl Store {
+    /// Opens the configured store; `id` names this registry in etcd's election, `ttl` is the
+    /// election lease (a dead leader is replaced within about one `ttl`).
+    pub fn open(config: &StoreConfig, id: String, ttl: Duration) -> Store {
+        match config {
+            StoreConfig::Memory => Store::Memory,
+            StoreConfig::Etcd(endpoints) => {
+                Store::Etcd(Arc::new(EtcdStore::new(endpoints.clone(), id, ttl)))
+            }
+        }
+    }
+
+    /// Starts the store's background work (etcd: the election) and returns the feed of changes the
+    /// driver must apply to the local copy (etcd: its reads and watch), if the store has one.
+    pub fn start(&self) -> Option<Feed> {
+        match self {
+            Store::Memory => None,
+            Store::Etcd(store) => Some(store.start()),
+        }
+    }
+
+    /// Writes a registration or renewal of `addr` under `service` with a lease of `ttl`, already
+    /// applied locally; returns whether the store created the key (memory: nothing to write).
+    pub async fn put(&self, service: &str, addr: &str, ttl: Duration) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory => Ok(false),
+            Store::Etcd(store) => store.put(service, addr, ttl).await,
+        }
+    }
+
+    /// Deletes `addr` from `service`; returns whether the store had it (memory: nothing to delete).
+    pub async fn delete(&self, service: &str, addr: &str) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory => Ok(false),
+            Store::Etcd(store) => store.delete(service, addr).await,
+        }
+    }
+
+    /// Records a health flip already applied locally, for every registry that shares the store.
+    pub async fn write_health(
+        &self,
+        service: &str,
+        addr: &str,
+        ok: bool,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Memory => Ok(()),
+            Store::Etcd(store) => store.write_health(service, addr, ok).await,
+        }
+    }
+
+    /// Whether this registry should run probe rounds now (etcd: only the elected one).
+    pub fn probes(&self) -> bool {
+        match self {
+            Store::Memory => true,
+            Store::Etcd(store) => store.is_leader(),
+        }
+    }
+
+    /// Whether this registry expires leases itself (etcd expires them in etcd mode).
+    pub fn sweeps(&self) -> bool {
+        matches!(self, Store::Memory)
+    }
+
+    /// Why answers may be stale right now (etcd unreachable), if they may.
+    pub fn degraded(&self) -> Option<String> {
+        match self {
+            Store::Memory => None,
+            Store::Etcd(store) => store.degraded(),
+        }
+    }
+
+    /// Stops the store's background work; with etcd, gives up leadership at once (within
+    /// [`RESIGN_TIMEOUT`]) so another registry takes over probing at its next election attempt.
+    pub async fn stop(&self) {
+        if let Store::Etcd(store) = self {
+            let timeout = async {
+                smol::Timer::after(RESIGN_TIMEOUT).await;
+            };
+            smol::future::or(store.resign(), timeout).await;
+        }
+    }
+}
