@@ -14,6 +14,7 @@ pub mod balance;
 pub mod base64;
 pub mod client;
 pub mod discovery;
+pub mod dns;
 pub mod duration;
 pub mod etcd;
 pub mod http;
