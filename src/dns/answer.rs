@@ -8,6 +8,7 @@
 //! | malformed (QDCOUNT ≠ 1, bad name, pointer in the question, bad OPT, trailing bytes) | FORMERR, header only |
 //! | EDNS version other than 0 | BADVERS (RFC 6891 §6.1.3) |
 //! | class other than IN or ANY; type AXFR or IXFR | NOTIMP |
+//! | type OPT (a pseudo-type, never asked for) | FORMERR |
 //! | a name outside DOMAIN | REFUSED |
 //! | `[TAG.]NAME.service.DOMAIN.` A, AAAA, ANY (both), SRV (as Consul) | the instances' addresses |
 //! | `_NAME._TAG.service.DOMAIN.` SRV or ANY (`_tcp`: no tag filter) | SRV, addresses in additional |
@@ -135,10 +136,8 @@ pub fn answer<S: Source + ?Sized>(
         Transport::Tcp => TCP_MAX_MESSAGE,
     };
     let outcome = decide(&q, source, zone, rng);
-    let authoritative = !matches!(
-        outcome.rcode,
-        rcode::REFUSED | rcode::NOTIMP | rcode::BADVERS
-    );
+    // Authoritative: answers from the zone's data (NOERROR, NXDOMAIN); not errors or refusals.
+    let authoritative = matches!(outcome.rcode, rcode::NOERROR | rcode::NXDOMAIN);
     let resp = Response {
         id: q.header.id,
         flags: flag::QR

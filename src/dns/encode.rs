@@ -231,9 +231,7 @@ pub fn encode(resp: &Response<'_>, limit: usize) -> Encoded {
         nscount: u16::from(resp.soa_authority),
         arcount: (extras + usize::from(resp.edns)) as u16,
     };
-    let mut head = Vec::with_capacity(HEADER_LEN);
-    header.write(&mut head);
-    out[..HEADER_LEN].copy_from_slice(&head);
+    out[..HEADER_LEN].copy_from_slice(&header.to_bytes());
     debug_assert!(out.len() <= limit, "{} > {limit}", out.len());
     Encoded {
         bytes: out,

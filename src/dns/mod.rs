@@ -57,6 +57,9 @@ pub use answer::{answer, Reply, Transport, Zone};
 pub use metrics::DnsMetrics;
 pub use server::DnsServer;
 
+/// The random generator [`answer()`] shuffles with (fastrand's; seed it for repeatable answers).
+pub use fastrand::Rng;
+
 /// The default domain (`NAME.service.mini.`).
 pub const DEFAULT_DOMAIN: &str = "mini";
 /// How long a TCP connection may wait for its next query (and its first). RFC 7766 §6.2.3: servers

@@ -118,18 +118,21 @@ impl Header {
         })
     }
 
-    /// Appends the header's 12 bytes.
-    pub fn write(&self, out: &mut Vec<u8>) {
-        for word in [
+    /// The header's 12 bytes.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0; HEADER_LEN];
+        let words = [
             self.id,
             self.flags,
             self.qdcount,
             self.ancount,
             self.nscount,
             self.arcount,
-        ] {
-            out.extend_from_slice(&word.to_be_bytes());
+        ];
+        for (chunk, word) in out.chunks_exact_mut(2).zip(words) {
+            chunk.copy_from_slice(&word.to_be_bytes());
         }
+        out
     }
 
     /// Whether QR is set.
@@ -258,10 +261,7 @@ mod tests {
             nscount: 3,
             arcount: 4,
         };
-        let mut out = Vec::new();
-        h.write(&mut out);
-        assert_eq!(out.len(), HEADER_LEN);
-        assert_eq!(Header::parse(&out), Some(h));
+        assert_eq!(Header::parse(&h.to_bytes()), Some(h));
         assert_eq!(h.rcode(), rcode::NXDOMAIN);
         assert!(h.is_response() && h.has(flag::AA) && !h.has(flag::TC));
     }
