@@ -31,7 +31,7 @@ pub const UDP_MAX_PAYLOAD: usize = 4096;
 /// The largest message over TCP, whose length prefix is two bytes (RFC 1035 §4.2.2, RFC 7766 §8).
 pub const TCP_MAX_MESSAGE: usize = 65535;
 /// The smallest answer record (an A: 2-byte pointer, 10 bytes of fields, 4 of address): no message
-/// holds more than `limit / MIN_RECORD_LEN` answers, so no more are ever written.
+/// holds more than `limit / MIN_RECORD_LEN` answers.
 pub const MIN_RECORD_LEN: usize = 16;
 /// Bytes of an OPT record with no options.
 const OPT_LEN: usize = 11;
@@ -147,11 +147,15 @@ pub fn encode(resp: &Response<'_>, limit: usize) -> Encoded {
     };
     let question_end = out.len();
 
-    // Every answer that could fit, each followed by the end offset; SRV address targets' offsets.
-    let max_answers = answers.len().min(limit / MIN_RECORD_LEN);
+    // Answers until one ends past the limit (none after it can be sent), with their end offsets
+    // and the offsets of SRV address targets. At most `limit / MIN_RECORD_LEN` of them fit.
+    let max_answers = answers.len().min(limit / MIN_RECORD_LEN + 1);
     let mut answer_ends = Vec::with_capacity(max_answers);
     let mut target_at = Vec::with_capacity(max_answers);
     for rec in &answers[..max_answers] {
+        if out.len() > limit {
+            break;
+        }
         target_at.push(write_answer(&mut out, rec, &names, resp.ttl));
         answer_ends.push(out.len());
     }
