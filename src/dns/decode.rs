@@ -4,7 +4,7 @@
 //!
 //! Both work on a complete message (UDP datagram or one TCP frame), never panic, and allocate at most
 //! in proportion to their input: a record takes at least 11 bytes, a question 5, and a decompressed
-//! name at most [`MAX_NAME_LEN`](super::wire::MAX_NAME_LEN).
+//! name at most [`MAX_NAME_LEN`] bytes.
 
 use super::wire::{rtype, Header, HEADER_LEN, MAX_LABEL_LEN, MAX_NAME_LEN, OPCODE_QUERY};
 use std::fmt;
