@@ -15,6 +15,7 @@ pub mod balance;
 pub mod base64;
 pub mod client;
 pub mod discovery;
+pub mod dns;
 pub mod duration;
 pub mod env;
 pub mod etcd;
