@@ -84,9 +84,10 @@ fuzz runs="200000":
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
     cd fuzz
     mkdir -p target
-    for target in parse_request routes chunked; do
+    for target in parse_request routes chunked dns; do
         case "$target" in
             chunked) seeds=seeds/chunked; dict=() ;;
+            dns) seeds=seeds/dns; dict=() ;;
             *) seeds=seeds/http; dict=(-dict=http.dict) ;;
         esac
         mkdir -p "corpus/$target"
