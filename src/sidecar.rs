@@ -10,8 +10,8 @@
 //!
 //! The child runs in a process group of its own, so a terminal's Ctrl-C reaches `mini register`
 //! alone, which drains before passing it on (in the shared group the child would stop at once,
-//! while the registries still hand it out). A child that reads the terminal therefore cannot: run
-//! such a program in the foreground without a sidecar.
+//! while the registries still hand it out). The price: a child in a background group that reads
+//! the terminal is stopped (SIGTTIN); servers do not read it.
 //!
 //! The child is watched with `try_wait` every [`CHILD_POLL`] on a timer rather than a blocking
 //! `wait` on another thread: the child stays unreaped until its status has been seen here, so a
