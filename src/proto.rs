@@ -389,6 +389,77 @@ fn as_u64(v: &jsonread::Value) -> Option<u64> {
     }
 }
 
+/// A registration or renewal that says what the instance is:
+/// `/v1/services/SERVICE/ADDR?ttl=T&check=C[&tag=T]...[&meta=K:V]...&weight=N`, the `PUT` that
+/// `mini register` beats with. Values are percent-encoded where the query needs it (a tag may hold a
+/// space, a check path a `?`); the registry decodes them back to exactly what [`Spec`] holds.
+///
+/// [`Spec`]: crate::spec::Spec
+///
+/// ```
+/// use mini::proto::{register_target, ServiceName};
+/// use mini::spec::{Check, Spec};
+/// use std::time::Duration;
+/// let web = ServiceName::try_from("web").unwrap();
+/// let spec = Spec {
+///     check: Check::Http("/healthz".into()),
+///     tags: vec!["v2".into(), "eu west".into()],
+///     meta: vec![("zone".into(), "a&b".into())],
+///     weight: 5,
+/// };
+/// assert_eq!(
+///     register_target(&web, "h:1", &spec, Duration::from_secs(15)),
+///     "/v1/services/web/h:1?ttl=15s&check=http:/healthz&tag=v2&tag=eu%20west&meta=zone:a%26b&weight=5"
+/// );
+/// ```
+pub fn register_target(
+    service: &ServiceName,
+    addr: &str,
+    spec: &crate::spec::Spec,
+    ttl: Duration,
+) -> String {
+    let mut target = instance_path(service, addr);
+    target.push_str("?ttl=");
+    target.push_str(&crate::duration::show(ttl));
+    target.push_str("&check=");
+    push_query_value(&mut target, &spec.check.to_string());
+    for tag in &spec.tags {
+        target.push_str("&tag=");
+        push_query_value(&mut target, tag);
+    }
+    for (key, value) in &spec.meta {
+        target.push_str("&meta=");
+        push_query_value(&mut target, key);
+        target.push(':');
+        push_query_value(&mut target, value);
+    }
+    target.push_str("&weight=");
+    target.push_str(&spec.weight.to_string());
+    target
+}
+
+/// Marking an instance draining: `/v1/services/SERVICE/ADDR/drain` (`POST` drains, `DELETE` undoes).
+///
+/// ```
+/// let web = mini::proto::ServiceName::try_from("web").unwrap();
+/// assert_eq!(mini::proto::drain_path(&web, "h:1"), "/v1/services/web/h:1/drain");
+/// ```
+pub fn drain_path(service: &ServiceName, addr: &str) -> String {
+    format!("{SERVICES}/{service}/{addr}/drain")
+}
+
+/// Appends `text` as a query value: unreserved bytes and `/` `:` as they are, every other byte as
+/// `%XX` (so `&`, `=`, `+`, `#`, `%` and spaces survive the registry's decoding).
+fn push_query_value(out: &mut String, text: &str) {
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/' | b':') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,5 +575,42 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod register_tests {
+    use super::*;
+    use crate::spec::{Check, Spec};
+
+    #[test]
+    fn a_registration_target_reads_back_as_the_same_spec() {
+        let web = ServiceName::try_from("web").unwrap();
+        let spec = Spec {
+            check: Check::Http("/a?b=c&d#e%f+g".into()),
+            tags: vec!["v 2".into(), "x=y&z".into(), "~!*'()".into()],
+            meta: vec![("k".into(), "v+1 %2:x".into())],
+            weight: 1000,
+        };
+        let target = register_target(&web, "[::1]:80", &spec, Duration::from_millis(1500));
+        let (path, query) = target.split_once('?').unwrap();
+        assert_eq!(path, "/v1/services/web/[::1]:80");
+        let pairs: Vec<(String, String)> = query
+            .split('&')
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap();
+                let v = crate::http::url::percent_decode(v, true).unwrap();
+                (k.to_string(), v)
+            })
+            .collect();
+        assert_eq!(pairs[0], ("ttl".to_string(), "1500ms".to_string()));
+        assert_eq!(Spec::parse(pairs, None).unwrap().spec, spec);
+        assert!(target.bytes().all(|b| b.is_ascii_graphic()), "{target}");
+        let plain = register_target(&web, "h:1", &Spec::default(), Duration::from_secs(15));
+        assert_eq!(
+            plain,
+            "/v1/services/web/h:1?ttl=15s&check=http:/aliveCheck&weight=1"
+        );
+        assert_eq!(drain_path(&web, "h:1"), "/v1/services/web/h:1/drain");
     }
 }
