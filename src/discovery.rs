@@ -246,9 +246,7 @@ impl Discovery {
         if self.shared.has_snapshot.load(Ordering::Acquire) {
             return true;
         }
-        crate::http::server::with_timeout(limit, self.ready.recv())
-            .await
-            .is_some()
+        crate::rt::timeout(limit, self.ready.recv()).await.is_some()
     }
 
     /// The healthy instances known now.

@@ -6,6 +6,7 @@
 use smol::Executor;
 use std::future::Future;
 use std::sync::Once;
+use std::time::Duration;
 
 static EXECUTOR: Executor<'static> = Executor::new();
 static START: Once = Once::new();
@@ -58,4 +59,21 @@ pub fn raise_fd_limit() -> Option<u64> {
         setrlimit(Resource::Nofile, limit).ok()?;
     }
     getrlimit(Resource::Nofile).current
+}
+
+/// Runs `fut` for at most `limit`; `None` when time ran out (and `fut` is dropped).
+///
+/// ```
+/// use std::time::Duration;
+/// let slow = mini::rt::timeout(Duration::from_millis(10), smol::future::pending::<()>());
+/// assert_eq!(mini::rt::block_on(slow), None);
+/// let quick = mini::rt::timeout(Duration::from_secs(5), async { 7 });
+/// assert_eq!(mini::rt::block_on(quick), Some(7));
+/// ```
+pub async fn timeout<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    smol::future::or(async { Some(fut.await) }, async {
+        smol::Timer::after(limit).await;
+        None
+    })
+    .await
 }

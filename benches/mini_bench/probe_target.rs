@@ -37,7 +37,7 @@ pub struct Args {
 struct Alive;
 
 impl Handler for Alive {
-    async fn handle(&self, _req: Request) -> Response {
+    async fn handle(&self, _req: &Request<'_>) -> Response {
         Response::text(200, "ok")
     }
 }
