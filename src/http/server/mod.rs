@@ -211,9 +211,6 @@ impl Connection {
                     Ok(None) => {}
                     Err(e) => break Err(Response::error(e.status(), e)),
                 }
-                if !io.output.is_empty() && !io.flush().await {
-                    return;
-                }
                 match io.read_more(&mut input).await {
                     Ok(true) => {}
                     Ok(false) if input.is_empty() => return io.done().await,
@@ -311,16 +308,22 @@ impl Io {
         }
     }
 
-    /// Reads once into `input`; `Ok(false)` on EOF or a socket error.
+    /// Sends the answers queued so far, then reads once into `input`; `Ok(false)` on EOF or a
+    /// socket error, `Err(Quiet)` also when the answers could not be sent.
     async fn read_more(&mut self, input: &mut ReadBuf) -> Result<bool, Timeout> {
         if self.started.is_none() && !input.is_empty() {
             // Part of a pipelined request came with the previous one: it has begun, so the head
             // timeout (and a 408) applies to it, not the idle timeout.
             self.started = Some(Instant::now());
         }
-        let (deadline, on_timeout) = self.read_deadline(input.is_empty());
-        // Between requests the connection is idle: the server may reclaim it at its cap.
+        // Between requests the connection is idle: the server may reclaim it at its cap. It is from
+        // before its last answer is sent, so a peer that read the answer finds it reclaimable.
         let ticket = (input.is_empty() && self.served > 0).then(|| self.idle.enter());
+        let limit = self.config.write_timeout;
+        if !flush(&mut self.stream, &mut self.output, limit).await {
+            return Err(Timeout::Quiet);
+        }
+        let (deadline, on_timeout) = self.read_deadline(input.is_empty());
         let want = if input.is_empty() {
             // Small reads while nothing is pending: an idle connection holds 1 KiB, not more.
             input.shrink(IDLE_CHUNK);
@@ -366,13 +369,12 @@ impl Io {
 
     /// Writes queued output; false when the peer is gone or too slow.
     async fn flush(&mut self) -> bool {
-        if self.output.is_empty() {
-            return true;
-        }
-        let limit = self.config.write_timeout;
-        let written = rt::timeout(limit, self.stream.write_all(&self.output)).await;
-        self.output.clear();
-        matches!(written, Some(Ok(())))
+        flush(
+            &mut self.stream,
+            &mut self.output,
+            self.config.write_timeout,
+        )
+        .await
     }
 
     /// Stops sending and drains what the peer still sends, briefly, so it reads our error reply.
@@ -389,6 +391,16 @@ impl Io {
             }
         }
     }
+}
+
+/// Writes `output` within `limit` and clears it; false when the peer is gone or too slow.
+async fn flush(stream: &mut TcpStream, output: &mut Vec<u8>, limit: Duration) -> bool {
+    if output.is_empty() {
+        return true;
+    }
+    let written = rt::timeout(limit, stream.write_all(output)).await;
+    output.clear();
+    matches!(written, Some(Ok(())))
 }
 
 /// Which kind of read deadline passed.
