@@ -5,7 +5,7 @@
 
 use crate::common::BenchResult;
 use argh::FromArgs;
-use mini::http::client::{Client, ClientConfig, Request as ClientRequest};
+use mini::http::client::{Client, ClientConfig, ClientRequest};
 use mini::http::{server, Handler, Request, Response};
 use std::io::Write;
 use std::sync::Arc;

@@ -48,6 +48,14 @@ impl ReadBuf {
         }
     }
 
+    /// Consumes `n` bytes from the front into a new `Vec`.
+    pub(crate) fn take(&mut self, n: usize) -> Vec<u8> {
+        let n = n.min(self.len());
+        let out = self.data[self.start..self.start + n].to_vec();
+        self.consume(n);
+        out
+    }
+
     /// Gives the memory back when nothing is pending and more than `keep` bytes are held, so an
     /// idle connection holds little.
     pub(crate) fn shrink(&mut self, keep: usize) {
@@ -121,6 +129,7 @@ mod tests {
         assert_eq!(buf.len(), 110 + MIN_SIZE);
         assert_eq!(&buf.filled()[..10], &[7; 10]);
         assert_eq!(buf.filled()[110 + MIN_SIZE - 1], 9);
+        assert_eq!(buf.take(10), [7; 10]);
         buf.consume(usize::MAX);
         buf.shrink(MIN_SIZE);
         assert_eq!(buf.data.len(), 0);

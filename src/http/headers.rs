@@ -141,6 +141,27 @@ pub fn is_field_value(value: &[u8]) -> bool {
         .any(|&b| (b.is_ascii_control() && b != b'\t') || b == 0x7f)
 }
 
+/// Appends `n` in decimal, without a temporary `String` (a `Content-Length` value, a status code).
+///
+/// ```
+/// let mut out = b"n=".to_vec();
+/// mini::http::headers::push_decimal(&mut out, 18_446_744_073_709_551_615);
+/// assert_eq!(out, b"n=18446744073709551615");
+/// ```
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 /// Whether `name` is `want`, ASCII case-insensitively (header names).
 pub fn is(name: &str, want: &str) -> bool {
     name.eq_ignore_ascii_case(want)

@@ -5,6 +5,7 @@
 //! the connection's output buffer (numbers formatted by hand, the `Date` value cached per second),
 //! so answering a lookup or a heartbeat allocates nothing.
 
+use crate::http::headers::push_decimal;
 use std::fmt::{self, Write as _};
 
 /// A response to write: status, content type, extra headers and a body.
@@ -100,27 +101,6 @@ impl Response {
         out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(&self.body);
     }
-}
-
-/// Appends `n` in decimal, without a temporary `String`.
-///
-/// ```
-/// let mut out = b"n=".to_vec();
-/// mini::http::server::encode::push_decimal(&mut out, 18_446_744_073_709_551_615);
-/// assert_eq!(out, b"n=18446744073709551615");
-/// ```
-pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// Bytes a [`Body`] holds inline, without a heap allocation (a picked address, `HOST:PORT
