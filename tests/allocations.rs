@@ -1,16 +1,25 @@
 //! Heap allocations per request on the registry's hot paths, counted by a global allocator.
 //!
-//! A registry runs in this process on port 0; one instance is registered; then one kept-alive
-//! blocking connection sends 1 000 lookups (`GET /serviceAddr?queryParam=add`) and 1 000 heartbeats
-//! (`POST /registerList?ip=127.0.0.1:1111`), and every allocation in the process during each run is
-//! counted. The test's own side (the socket, its buffer) allocates nothing while counting, so the
-//! count is the server's: parsing, routing, the state pick or renewal, and encoding the reply.
-//! Background work (the lease sweep once a second) may add a handful over the whole run.
+//! Two measures, both of a lookup (`GET /serviceAddr?queryParam=add`) and a heartbeat
+//! (`POST /registerList?ip=127.0.0.1:1111`) after a warm-up:
+//!
+//! - Over a socket: a registry runs in this process on port 0 with one instance registered, and
+//!   one kept-alive blocking connection sends 1 000 of each; every allocation in the process during
+//!   the run is counted. The test's own side (the socket, its buffer) allocates nothing, so the
+//!   count is the server's: reading, parsing, routing, the pick or renewal, encoding, writing, and
+//!   the runtime under them. async-io's reactor allocates up to twice per turn it takes (the split
+//!   of its timer map, the `Vec` of wakers it wakes), and how many turns one request costs depends
+//!   on scheduling, so this count varies from run to run: the best of three runs is asserted.
+//! - Our code alone, deterministically: the same requests decoded from bytes, answered by the
+//!   registry's routes and encoded into a reused output buffer, with no runtime underneath.
 
+use mini::registry::routes::Routes;
+use mini::registry::{Config, Shared};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Counts every allocation (and reallocation) of the process.
@@ -145,25 +154,70 @@ fn count(conn: &mut Conn, req: &[u8], want_body: usize) -> u64 {
     ALLOCATIONS.load(Ordering::SeqCst) - before
 }
 
+/// Allocations over `ROUNDS` requests decoded, answered by `routes` and encoded, without sockets.
+fn count_in_process(routes: &Routes, req: &[u8], want: &[u8]) -> u64 {
+    let mut out = Vec::with_capacity(1024);
+    let answer = |out: &mut Vec<u8>| {
+        let (req, _) = mini::http::parse_request(req)
+            .expect("valid")
+            .expect("whole");
+        let resp = smol::block_on(smol::future::poll_once(routes.answer(&req))).expect("at once");
+        out.clear();
+        resp.encode(req.keep_alive(), false, out);
+        assert!(out.ends_with(want), "{}", String::from_utf8_lossy(out));
+    };
+    for _ in 0..WARMUP {
+        answer(&mut out);
+    }
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for _ in 0..ROUNDS {
+        answer(&mut out);
+    }
+    ALLOCATIONS.load(Ordering::SeqCst) - before
+}
+
+fn per_request(total: u64) -> f64 {
+    total as f64 / ROUNDS as f64
+}
+
 #[test]
 fn a_lookup_and_a_heartbeat_allocate_at_most_twice() {
+    // Our code alone first, while nothing else runs in the process.
+    let routes = Routes::new(Arc::new(Shared::new(Config::default())));
+    let registered: &[u8] = b"\r\n\r\n127.0.0.1:1111 registered";
+    let beats = count_in_process(&routes, BEAT, registered);
+    let lookups = count_in_process(&routes, LOOKUP, b"\r\n\r\n127.0.0.1:1111");
+    eprintln!("allocations without sockets: {lookups} over {ROUNDS} lookups, {beats} over {ROUNDS} heartbeats");
+    assert_eq!(
+        (lookups, beats),
+        (0, 0),
+        "decoding, routing and encoding allocate"
+    );
+
     let addr = start_registry();
     let mut conn = Conn::open(&addr);
-    let registered = "127.0.0.1:1111 registered".len();
-    assert_eq!(conn.exchange(BEAT), (200, registered));
-    let lookups = count(&mut conn, LOOKUP, "127.0.0.1:1111".len());
-    let beats = count(&mut conn, BEAT, registered);
-    let (per_lookup, per_beat) = (lookups as f64 / ROUNDS as f64, beats as f64 / ROUNDS as f64);
-    eprintln!(
-        "allocations: {lookups} over {ROUNDS} lookups ({per_lookup:.2} each), \
-         {beats} over {ROUNDS} heartbeats ({per_beat:.2} each)"
+    assert_eq!(conn.exchange(BEAT), (200, registered.len() - 4));
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let lookups = count(&mut conn, LOOKUP, "127.0.0.1:1111".len());
+        let beats = count(&mut conn, BEAT, registered.len() - 4);
+        eprintln!(
+            "allocations over a socket: {:.2} per lookup, {:.2} per heartbeat ({ROUNDS} of each)",
+            per_request(lookups),
+            per_request(beats)
+        );
+        runs.push((lookups, beats));
+    }
+    let best_lookups = runs.iter().map(|r| r.0).min().unwrap_or(u64::MAX);
+    let best_beats = runs.iter().map(|r| r.1).min().unwrap_or(u64::MAX);
+    assert!(
+        best_lookups <= MAX_PER_REQUEST * ROUNDS,
+        "{:.2} allocations per lookup",
+        per_request(best_lookups)
     );
     assert!(
-        lookups <= MAX_PER_REQUEST * ROUNDS,
-        "{per_lookup:.2} allocations per lookup"
-    );
-    assert!(
-        beats <= MAX_PER_REQUEST * ROUNDS,
-        "{per_beat:.2} allocations per heartbeat"
+        best_beats <= MAX_PER_REQUEST * ROUNDS,
+        "{:.2} allocations per heartbeat",
+        per_request(best_beats)
     );
 }

@@ -321,9 +321,10 @@ pub fn reason(status: u16) -> &'static str {
 /// clock to send one; formatting it per response would cost more than the rest of a lookup).
 mod date {
     use std::cell::RefCell;
+    use std::fmt;
     use std::time::{SystemTime, UNIX_EPOCH};
 
-    /// An IMF-fixdate is always this long.
+    /// An IMF-fixdate is this long (until the year 9999).
     const LEN: usize = 29;
 
     thread_local! {
@@ -338,21 +339,46 @@ mod date {
         CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
             if cache.0 != secs {
-                let text = format(secs);
-                if text.len() == LEN {
-                    cache.1.copy_from_slice(text.as_bytes());
-                    cache.0 = secs;
-                } else {
-                    // Years past 9999: not cached, still correct.
-                    return out.extend_from_slice(text.as_bytes());
+                let mut fixed = Fixed {
+                    bytes: [0; LEN],
+                    len: 0,
+                };
+                if write(&mut fixed, secs).is_err() || fixed.len != LEN {
+                    // Past the year 9999: not cached, still correct.
+                    return out.extend_from_slice(format(secs).as_bytes());
                 }
+                *cache = (secs, fixed.bytes);
             }
             out.extend_from_slice(&cache.1);
         });
     }
 
+    /// A fixed buffer to format into without allocating.
+    struct Fixed {
+        bytes: [u8; LEN],
+        len: usize,
+    }
+
+    impl fmt::Write for Fixed {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let end = self.len + s.len();
+            self.bytes
+                .get_mut(self.len..end)
+                .ok_or(fmt::Error)?
+                .copy_from_slice(s.as_bytes());
+            self.len = end;
+            Ok(())
+        }
+    }
+
     /// Formats seconds since the epoch as an IMF-fixdate.
     pub fn format(secs: u64) -> String {
+        let mut out = String::new();
+        let _ = write(&mut out, secs);
+        out
+    }
+
+    fn write(out: &mut impl fmt::Write, secs: u64) -> fmt::Result {
         const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
         const MONTHS: [&str; 12] = [
             "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -360,7 +386,8 @@ mod date {
         let days = secs / 86_400;
         let (y, m, d) = civil(days as i64);
         let t = secs % 86_400;
-        format!(
+        write!(
+            out,
             "{}, {d:02} {} {y} {:02}:{:02}:{:02} GMT",
             DAYS[(days % 7) as usize],
             MONTHS[(m - 1) as usize],

@@ -9,10 +9,12 @@
 //! every two requests without allocating: the set is a queue in the order connections became idle,
 //! where a connection that left is skipped (and swept out once such entries outnumber the idle ones).
 
-use smol::channel::{Receiver, Sender};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 /// Marks a member that is not idle.
 const BUSY: u64 = u64::MAX;
@@ -33,12 +35,55 @@ struct Queue {
     next_turn: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Shared {
     /// The turn of the member's current idle wait, or [`BUSY`].
     turn: AtomicU64,
-    tell: Sender<()>,
-    told: Receiver<()>,
+    /// Set once the server reclaimed the member; it stays set (the connection closes).
+    told: AtomicBool,
+    /// The task waiting for `told`, while one waits.
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Shared {
+    fn waker(&self) -> MutexGuard<'_, Option<Waker>> {
+        self.waker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn tell(&self) {
+        self.told.store(true, Ordering::SeqCst);
+        if let Some(waker) = self.waker().take() {
+            waker.wake();
+        }
+    }
+}
+
+/// Resolves once the member was told (no allocation per wait, unlike a channel's listener).
+struct Reclaimed<'a> {
+    shared: &'a Shared,
+}
+
+impl Future for Reclaimed<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.shared.told.load(Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        {
+            let mut waker = self.shared.waker();
+            match &*waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *waker = Some(cx.waker().clone()),
+            }
+        }
+        // Told between the first check and storing the waker: the teller found no waker.
+        if self.shared.told.load(Ordering::SeqCst) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
 }
 
 /// One connection's membership of the idle set.
@@ -61,13 +106,11 @@ impl IdleConns {
 
     /// A membership for one connection (it allocates here, once, not per wait).
     pub fn member(self: &Arc<Self>) -> IdleMember {
-        let (tell, told) = smol::channel::bounded(1);
         IdleMember {
             conns: self.clone(),
             shared: Arc::new(Shared {
                 turn: AtomicU64::new(BUSY),
-                tell,
-                told,
+                ..Shared::default()
             }),
         }
     }
@@ -80,7 +123,7 @@ impl IdleConns {
                 shared.turn.store(BUSY, Ordering::Relaxed);
                 queue.idle -= 1;
                 drop(queue);
-                let _ = shared.tell.try_send(());
+                shared.tell();
                 return true;
             }
         }
@@ -121,16 +164,23 @@ impl IdleMember {
 impl Ticket<'_> {
     /// Resolves when the server reclaims this connection.
     pub async fn reclaimed(&self) {
-        let _ = self.member.shared.told.recv().await;
+        Reclaimed {
+            shared: &self.member.shared,
+        }
+        .await
     }
 }
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
-        let mut queue = self.member.conns.lock();
-        if self.member.shared.turn.swap(BUSY, Ordering::Relaxed) != BUSY {
-            queue.idle -= 1;
+        {
+            let mut queue = self.member.conns.lock();
+            if self.member.shared.turn.swap(BUSY, Ordering::Relaxed) != BUSY {
+                queue.idle -= 1;
+            }
         }
+        // A stale queue entry may keep `shared` a while: it must not keep the task alive too.
+        self.member.shared.waker().take();
     }
 }
 
@@ -147,7 +197,8 @@ mod tests {
         drop(first); // busy again: not reclaimable
         let _third = members[2].enter();
         assert!(conns.reclaim_oldest());
-        assert!(second.member.shared.told.try_recv().is_ok());
+        assert!(second.member.shared.told.load(Ordering::SeqCst));
+        smol::block_on(second.reclaimed());
         assert!(conns.reclaim_oldest());
         assert!(!conns.reclaim_oldest());
         assert_eq!(conns.lock().idle, 0);
