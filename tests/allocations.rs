@@ -10,8 +10,9 @@
 //!   the runtime under them. async-io's reactor allocates up to twice per turn it takes (the split
 //!   of its timer map, the `Vec` of wakers it wakes), and how many turns one request costs depends
 //!   on scheduling, so this count varies from run to run: the best of three runs is asserted.
-//! - Our code alone, deterministically: the same requests decoded from bytes, answered by the
-//!   registry's routes and encoded into a reused output buffer, with no runtime underneath.
+//! - Our code alone: the same requests decoded from bytes, answered by the registry's routes and
+//!   encoded into a reused output buffer, with no runtime underneath, must allocate nothing (best
+//!   of three runs, since the counter also sees the test harness's own thread).
 
 use mini::registry::routes::Routes;
 use mini::registry::{Config, Shared};
@@ -161,7 +162,8 @@ fn count_in_process(routes: &Routes, req: &[u8], want: &[u8]) -> u64 {
         let (req, _) = mini::http::parse_request(req)
             .expect("valid")
             .expect("whole");
-        let resp = smol::block_on(smol::future::poll_once(routes.answer(&req))).expect("at once");
+        let resp =
+            smol::future::block_on(smol::future::poll_once(routes.answer(&req))).expect("at once");
         out.clear();
         resp.encode(req.keep_alive(), false, out);
         assert!(out.ends_with(want), "{}", String::from_utf8_lossy(out));
@@ -182,17 +184,19 @@ fn per_request(total: u64) -> f64 {
 
 #[test]
 fn a_lookup_and_a_heartbeat_allocate_at_most_twice() {
-    // Our code alone first, while nothing else runs in the process.
+    // Our code alone first, while nothing else runs in the process (the test harness's own
+    // thread settles first; the best of three runs is taken all the same).
+    std::thread::sleep(Duration::from_millis(200));
     let routes = Routes::new(Arc::new(Shared::new(Config::default())));
     let registered: &[u8] = b"\r\n\r\n127.0.0.1:1111 registered";
-    let beats = count_in_process(&routes, BEAT, registered);
-    let lookups = count_in_process(&routes, LOOKUP, b"\r\n\r\n127.0.0.1:1111");
-    eprintln!("allocations without sockets: {lookups} over {ROUNDS} lookups, {beats} over {ROUNDS} heartbeats");
-    assert_eq!(
-        (lookups, beats),
-        (0, 0),
-        "decoding, routing and encoding allocate"
-    );
+    let mut best = (u64::MAX, u64::MAX);
+    for _ in 0..3 {
+        let beats = count_in_process(&routes, BEAT, registered);
+        let lookups = count_in_process(&routes, LOOKUP, b"\r\n\r\n127.0.0.1:1111");
+        eprintln!("allocations without sockets: {lookups} per {ROUNDS} lookups, {beats} per {ROUNDS} heartbeats");
+        best = (best.0.min(lookups), best.1.min(beats));
+    }
+    assert_eq!(best, (0, 0), "decoding, routing and encoding allocate");
 
     let addr = start_registry();
     let mut conn = Conn::open(&addr);
