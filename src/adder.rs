@@ -185,7 +185,7 @@ impl Default for Routes {
 
 impl Routes {
     /// Answers one request (without the artificial delay).
-    pub fn answer(&self, req: &Request) -> Response {
+    pub fn answer(&self, req: &Request<'_>) -> Response {
         let (route, resp) = self.route(req);
         self.metrics
             .http
@@ -193,12 +193,13 @@ impl Routes {
         resp
     }
 
-    fn route(&self, req: &Request) -> (Option<Route>, Response) {
-        let (route, params) = match self.router.find(&req.method, &req.segments) {
+    fn route(&self, req: &Request<'_>) -> (Option<Route>, Response) {
+        let (route, params) = match self.router.find(req.method(), req.segments()) {
             Ok(found) => found,
-            Err(miss) => return (None, miss.response(&req.method, req.path())),
+            Err(miss) => return (None, miss.response(req.method(), req.path())),
         };
-        let operands = match (route, params.as_slice()) {
+        let (a, b) = (req.query("a"), req.query("b"));
+        let operands = match (route, &params[..]) {
             (Route::Alive, _) => return (Some(route), Response::text(200, "ok\n")),
             (Route::Metrics, _) => {
                 let page = Response {
@@ -207,9 +208,9 @@ impl Routes {
                 };
                 return (Some(route), page);
             }
-            (Route::AddPath, [a, b]) => (*a, *b),
-            (_, _) => match (req.query("a"), req.query("b")) {
-                (Some(a), Some(b)) => (a, b),
+            (Route::AddPath, [a, b]) => (&**a, &**b),
+            (_, _) => match (&a, &b) {
+                (Some(a), Some(b)) => (&**a, &**b),
                 _ => {
                     let resp = Response::error(400, "need a and b: /Add/{a}/{b} or /Add?a=&b=");
                     return (Some(route), resp);
@@ -225,13 +226,13 @@ impl Routes {
 }
 
 impl Handler for Routes {
-    async fn handle(&self, req: Request) -> Response {
+    async fn handle(&self, req: &Request<'_>) -> Response {
         if let Some(delay) = self.delay {
-            if req.segments.first().is_some_and(|s| s == "Add") {
+            if req.segments().next().is_some_and(|s| s == "Add") {
                 Timer::after(delay).await;
             }
         }
-        self.answer(&req)
+        self.answer(req)
     }
 }
 

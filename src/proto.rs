@@ -600,7 +600,7 @@ mod register_tests {
             .map(|pair| {
                 let (k, v) = pair.split_once('=').unwrap();
                 let v = crate::http::url::percent_decode(v, true).unwrap();
-                (k.to_string(), v)
+                (k.to_string(), v.into_owned())
             })
             .collect();
         assert_eq!(pairs[0], ("ttl".to_string(), "1500ms".to_string()));

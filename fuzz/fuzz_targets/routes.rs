@@ -6,8 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mini::http::parse::parse_request;
-use mini::http::response::TEXT;
+use mini::http::parse_request;
+use mini::http::server::encode::TEXT;
 use mini::http::Response;
 use mini::proto::NO_SERVICE_BODY;
 use mini::registry::routes::Routes;

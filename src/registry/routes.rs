@@ -24,11 +24,12 @@ use super::store::StoreError;
 use super::watch::{DEFAULT_WAIT, MAX_WAIT, MAX_WATCHERS};
 use super::{Shared, MAX_TTL};
 use crate::http::router::{printable, Router};
-use crate::http::{Handler, Request, Response};
+use crate::http::{Body, Handler, Request, Response};
 use crate::proto::{
     self, ListedInstance, ListedProbe, DEFAULT_SERVICE, NO_SERVICE_BODY, WARMING_UP,
 };
 use crate::{addr, duration, json, log, rt};
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -120,7 +121,7 @@ impl Routes {
 
     /// Answers one request (a watch too, which may wait). Reads are a short critical section on the
     /// local state; writes may wait on the store (etcd).
-    pub async fn answer(&self, req: &Request) -> Response {
+    pub async fn answer(&self, req: &Request<'_>) -> Response {
         let (route, resp) = match self.watch_of(req) {
             Some(Ok(watch)) => (Some(Route::Service), self.watch(watch).await),
             Some(Err(resp)) => (Some(Route::Service), resp),
@@ -131,10 +132,10 @@ impl Routes {
         resp
     }
 
-    async fn route(&self, req: &Request) -> (Option<Route>, Response) {
-        let (route, params) = match self.router.find(&req.method, &req.segments) {
+    async fn route(&self, req: &Request<'_>) -> (Option<Route>, Response) {
+        let (route, params) = match self.router.find(req.method(), req.segments()) {
             Ok(found) => found,
-            Err(miss) => return (None, miss.response(&req.method, req.path())),
+            Err(miss) => return (None, miss.response(req.method(), req.path())),
         };
         if let Some(kind) = route.access() {
             if let Err(denied) = self.shared.config.access.check(req, kind) {
@@ -144,7 +145,7 @@ impl Routes {
         (Some(route), self.dispatch(req, route, &params).await)
     }
 
-    async fn dispatch(&self, req: &Request, route: Route, params: &[&str]) -> Response {
+    async fn dispatch(&self, req: &Request<'_>, route: Route, params: &[Cow<'_, str>]) -> Response {
         match (route, params) {
             (Route::RegisterList, _) => self.register_list(req).await,
             (Route::ServiceAddr, _) => self.service_addr(req),
@@ -159,32 +160,38 @@ impl Routes {
             },
             (Route::Page, _) => Response {
                 content_type: "text/html; charset=utf-8",
-                ..Response::text(200, super::page::HTML)
+                ..Response::text(200, Body::from_static(super::page::HTML.as_bytes()))
             },
             _ => Response::error(500, "route table and handlers disagree"),
         }
     }
 
-    async fn register_list(&self, req: &Request) -> Response {
+    async fn register_list(&self, req: &Request<'_>) -> Response {
         let Some(ip) = req.query("ip") else {
             return Response::error(400, "missing ip=HOST:PORT");
         };
-        let service = req.query("service").unwrap_or(DEFAULT_SERVICE);
-        match self.register(service, ip, self.shared.config.ttl).await {
-            Ok(()) => Response::text(200, format!("{ip} registered")),
+        let service = req.query("service");
+        let service = service.as_deref().unwrap_or(DEFAULT_SERVICE);
+        match self.register(service, &ip, self.shared.config.ttl).await {
+            // Written straight into the body: no `String` for the reply.
+            Ok(()) => Response::text(200, Body::display(format_args!("{ip} registered"))),
             Err(resp) => resp,
         }
     }
 
-    fn service_addr(&self, req: &Request) -> Response {
+    fn service_addr(&self, req: &Request<'_>) -> Response {
         let Some(service) = req.query("queryParam") else {
             return Response::error(400, "missing queryParam=SERVICE");
         };
-        let picked = self.shared.state().pick(service, &mut fastrand::Rng::new());
+        let picked = self
+            .shared
+            .state()
+            .pick(&service, &mut fastrand::Rng::new());
         match picked {
+            // Copied into the body's inline bytes: no `String` for the reply.
             Some(addr) => Response::text(200, &*addr),
             None if self.warming_up() => Response::error(503, WARMING_UP),
-            None => Response::text(400, NO_SERVICE_BODY),
+            None => Response::text(400, Body::from_static(NO_SERVICE_BODY.as_bytes())),
         }
     }
 
@@ -193,8 +200,8 @@ impl Routes {
         self.shared.metrics.started.elapsed() < self.shared.config.warmup
     }
 
-    async fn put(&self, req: &Request, service: &str, addr: &str) -> Response {
-        let ttl = match req.query("ttl").map(duration::parse) {
+    async fn put(&self, req: &Request<'_>, service: &str, addr: &str) -> Response {
+        let ttl = match req.query("ttl").as_deref().map(duration::parse) {
             None => self.shared.config.ttl,
             Some(Ok(ttl)) if ttl <= MAX_TTL => ttl,
             Some(Ok(_)) => {
@@ -262,7 +269,7 @@ impl Routes {
         }
     }
 
-    fn services(&self, req: &Request) -> Response {
+    fn services(&self, req: &Request<'_>) -> Response {
         let services = self.shared.state().services();
         if wants_json(req) {
             let items = services.iter().map(summary_json);
@@ -286,7 +293,7 @@ impl Routes {
         Response::text(200, body)
     }
 
-    fn service(&self, req: &Request, service: &str) -> Response {
+    fn service(&self, req: &Request<'_>, service: &str) -> Response {
         self.listing(service, wants_json(req))
     }
 
@@ -345,9 +352,9 @@ impl Routes {
     }
 
     /// A watch request (`GET /v1/services/{service}?index=N[&wait=30s]`), if this is one.
-    fn watch_of(&self, req: &Request) -> Option<Result<WatchQuery, Response>> {
+    fn watch_of(&self, req: &Request<'_>) -> Option<Result<WatchQuery, Response>> {
         let index = req.query("index")?;
-        let Ok((Route::Service, params)) = self.router.find(&req.method, &req.segments) else {
+        let Ok((Route::Service, params)) = self.router.find(req.method(), req.segments()) else {
             return None;
         };
         let service = params.first()?.to_string();
@@ -360,7 +367,7 @@ impl Routes {
                 "index must be a non-negative integer",
             )));
         };
-        let wait = match req.query("wait").map(duration::parse) {
+        let wait = match req.query("wait").as_deref().map(duration::parse) {
             None => DEFAULT_WAIT,
             Some(Ok(wait)) => wait.min(MAX_WAIT),
             Some(Err(why)) => {
@@ -400,13 +407,13 @@ struct WatchQuery {
 }
 
 impl Handler for Routes {
-    async fn handle(&self, req: Request) -> Response {
-        self.answer(&req).await
+    async fn handle(&self, req: &Request<'_>) -> Response {
+        self.answer(req).await
     }
 }
 
-fn wants_json(req: &Request) -> bool {
-    req.query("format") == Some("json")
+fn wants_json(req: &Request<'_>) -> bool {
+    req.query("format").as_deref() == Some("json")
         || req.header("accept").is_some_and(|v| {
             v.windows(16)
                 .any(|w| w.eq_ignore_ascii_case(b"application/json"))
@@ -466,7 +473,7 @@ fn instance_text(i: &ListedInstance<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::parse::parse_request;
+    use crate::http::parse_request;
     use crate::registry::Config;
 
     fn answer(raw: &str) -> Response {
