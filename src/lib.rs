@@ -16,6 +16,7 @@ pub mod addr;
 pub mod balance;
 pub mod base64;
 pub mod client;
+pub mod consul;
 pub mod discovery;
 pub mod dns;
 pub mod duration;
