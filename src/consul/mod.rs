@@ -17,7 +17,6 @@ mod register;
 pub mod render;
 
 pub use register::{member, ConsulCheck, ConsulRegistration, RegisterBodyError, MAX_ID};
-pub use render::{Entry, Health};
 
 /// The datacenter mini reports unless `--datacenter` says otherwise (Consul's own default).
 pub const DEFAULT_DATACENTER: &str = "dc1";

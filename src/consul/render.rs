@@ -5,68 +5,16 @@
 //! address (Prometheus does when `Service.Address` is empty) still reach the instance.
 //!
 //! ```
-//! use mini::consul::{render, Entry, Health};
-//! let e = Entry { id: "web1", service: "web", host: "10.0.0.5", port: 80, tags: &[], meta: &[],
+//! use mini::consul::render;
+//! use mini::view::{Health, InstanceView};
+//! let e = InstanceView { id: "web1", service: "web", host: "10.0.0.5", port: 80, tags: &[], meta: &[],
 //!                 weight: 1, health: Health::Passing, draining: false, index: 7 };
 //! let json = render::health_service(&[e], "dc1", "mini");
 //! assert!(json.contains(r#""Status":"passing""#));
 //! ```
 
 use crate::json::{self, Object};
-
-/// The state of an instance's check, in Consul's words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Health {
-    /// The probe passes (or there is none).
-    Passing,
-    /// A TTL check reported `warn`.
-    Warning,
-    /// The probe failed, or a TTL check failed or lapsed.
-    Critical,
-}
-
-impl Health {
-    /// `passing`, `warning` or `critical`.
-    pub fn word(self) -> &'static str {
-        match self {
-            Health::Passing => "passing",
-            Health::Warning => "warning",
-            Health::Critical => "critical",
-        }
-    }
-}
-
-/// One instance as the Consul door shows it.
-#[derive(Debug, Clone, Copy)]
-pub struct Entry<'a> {
-    /// The Consul service ID (`HOST:PORT` for instances registered through mini's own routes).
-    pub id: &'a str,
-    /// The service name.
-    pub service: &'a str,
-    /// The instance's host.
-    pub host: &'a str,
-    /// The instance's port.
-    pub port: u16,
-    /// Tags.
-    pub tags: &'a [String],
-    /// Metadata.
-    pub meta: &'a [(String, String)],
-    /// `Weights.Passing`.
-    pub weight: u16,
-    /// The check's state.
-    pub health: Health,
-    /// In maintenance (mini's drain): a critical `_service_maintenance:ID` check is added.
-    pub draining: bool,
-    /// The service's change index, as `CreateIndex`/`ModifyIndex`.
-    pub index: u64,
-}
-
-impl Entry<'_> {
-    /// Whether every check passes (`?passing`): a passing probe and no maintenance.
-    pub fn passing(&self) -> bool {
-        self.health == Health::Passing && !self.draining
-    }
-}
+use crate::view::{Health, InstanceView as Entry};
 
 fn strings(items: &[String]) -> String {
     json::array(items.iter().map(|t| {
