@@ -334,6 +334,39 @@ impl Spec {
         Spec::parse(std::iter::empty::<(&str, &str)>(), Some(value)).map(|p| p.spec)
     }
 
+    /// One line for people (listings, logs, `mini watch`): `weight=N check=C[ tags=A,B][ meta=K:V,K:V]`,
+    /// with spaces, commas, colons and `%` inside a tag or meta field percent-encoded, so the line
+    /// still splits on spaces.
+    ///
+    /// ```
+    /// use mini::spec::Spec;
+    /// let spec = Spec::parse([("tag", "v2"), ("tag", "eu west"), ("meta", "zone:a")], None).unwrap().spec;
+    /// assert_eq!(spec.describe(), "weight=1 check=http:/aliveCheck tags=v2,eu%20west meta=zone:a");
+    /// assert_eq!(Spec::default().describe(), "weight=1 check=http:/aliveCheck");
+    /// ```
+    pub fn describe(&self) -> String {
+        fn push(out: &mut String, text: &str) {
+            for c in text.chars() {
+                match c {
+                    ' ' | ',' | ':' | '%' => out.push_str(&format!("%{:02X}", u32::from(c))),
+                    c => out.push(c),
+                }
+            }
+        }
+        let mut out = format!("weight={} check={}", self.weight, self.check);
+        for (n, tag) in self.tags.iter().enumerate() {
+            out.push_str(if n == 0 { " tags=" } else { "," });
+            push(&mut out, tag);
+        }
+        for (n, (k, v)) in self.meta.iter().enumerate() {
+            out.push_str(if n == 0 { " meta=" } else { "," });
+            push(&mut out, k);
+            out.push(':');
+            push(&mut out, v);
+        }
+        out
+    }
+
     /// Whether the instance carries every tag in `wanted`.
     pub fn has_tags<S: AsRef<str>>(&self, wanted: &[S]) -> bool {
         wanted

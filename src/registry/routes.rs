@@ -270,8 +270,8 @@ impl Routes {
                 Ok(())
             }
             Ok(Registered::Updated) => {
-                let spec = logged.map(|s| spec_text(&s)).unwrap_or_default();
-                log::line("registry", format_args!("{service} {addr} updated:{spec}"));
+                let spec = logged.map(|s| s.describe()).unwrap_or_default();
+                log::line("registry", format_args!("{service} {addr} updated: {spec}"));
                 Ok(())
             }
             Ok(Registered::Renewed) => Ok(()),
@@ -560,7 +560,7 @@ fn instance_text(i: &ListedInstance<'_>) -> String {
         None => "none".to_string(),
     };
     format!(
-        "{} {} beat={}ms-ago probe={} expires-in={}ms picks={} draining={}{}\n",
+        "{} {} beat={}ms-ago probe={} expires-in={}ms picks={} draining={} {}\n",
         i.addr,
         proto::health_word(i.healthy),
         i.last_beat_ms_ago,
@@ -568,33 +568,8 @@ fn instance_text(i: &ListedInstance<'_>) -> String {
         i.expires_in_ms,
         i.picks,
         if i.draining { "yes" } else { "no" },
-        spec_text(i.spec),
+        i.spec.describe(),
     )
-}
-
-/// ` weight=N check=C tags=A,B meta=K:V,K:V` (tags and meta only when there are some), each value
-/// with spaces, commas, colons and `%` percent-encoded so the line splits on spaces.
-fn spec_text(spec: &Spec) -> String {
-    fn push(out: &mut String, text: &str) {
-        for c in text.chars() {
-            match c {
-                ' ' | ',' | ':' | '%' => out.push_str(&format!("%{:02X}", u32::from(c))),
-                c => out.push(c),
-            }
-        }
-    }
-    let mut out = format!(" weight={} check={}", spec.weight, spec.check);
-    for (n, tag) in spec.tags.iter().enumerate() {
-        out.push_str(if n == 0 { " tags=" } else { "," });
-        push(&mut out, tag);
-    }
-    for (n, (k, v)) in spec.meta.iter().enumerate() {
-        out.push_str(if n == 0 { " meta=" } else { "," });
-        push(&mut out, k);
-        out.push(':');
-        push(&mut out, v);
-    }
-    out
 }
 
 #[cfg(test)]
