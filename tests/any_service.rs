@@ -441,3 +441,98 @@ fn a_json_body_registers_the_same_fields_the_query_wins_and_a_spec_change_is_a_c
         "web {addr} updated: weight=7 check=tcp tags=v2 meta=zone:a"
     )));
 }
+
+#[test]
+fn with_store_etcd_every_registry_sees_specs_weights_and_drains_and_an_old_value_reads_as_defaults()
+{
+    let Some(etcd) = common::etcd::Cluster::start(1) else {
+        return;
+    };
+    let urls = etcd.urls();
+    let flags = [
+        "--store",
+        "etcd",
+        "--etcd",
+        &urls,
+        "--ttl",
+        "2s",
+        "--probe-interval",
+        "60s",
+    ];
+    let (r1, r2) = (Proc::registry(&flags), Proc::registry(&flags));
+    eventually("both registries follow etcd", || {
+        get(&r1.addr, "/health").1 == "ok\n" && get(&r2.addr, "/health").1 == "ok\n"
+    });
+    let (light, heavy) = ("127.0.0.1:7401", "127.0.0.1:7404");
+    let (status, body) = call(
+        &r1.addr,
+        "PUT",
+        &format!("/v1/services/web/{light}?ttl=30s"),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let spec = r#"{"tags":["v2"],"meta":{"zone":"a"},"weight":4,"check":"tcp","ttl":"30s"}"#;
+    assert_eq!(
+        call(&r1.addr, "PUT", &format!("/v1/services/web/{heavy}"), spec).0,
+        200
+    );
+    eventually("r2 sees the spec written through r1", || {
+        instance(&r2.addr, "web", heavy).is_some_and(|i| {
+            field(&i, "weight").as_i64() == Some(4) && field(&i, "check").as_str() == Some("tcp")
+        })
+    });
+    let i = instance(&r2.addr, "web", heavy).unwrap();
+    assert_eq!(
+        field(&i, "meta").get("zone").and_then(Value::as_str),
+        Some("a")
+    );
+    assert_eq!(
+        get(&r2.addr, "/serviceAddr?queryParam=web&tag=v2"),
+        (200, heavy.to_string())
+    );
+    let seen = KeepAlive::open(&r2.addr).tally("/serviceAddr?queryParam=web", 2_000);
+    assert!(
+        (250..=550).contains(&seen[light]),
+        "weights through r2: {seen:?}"
+    );
+    // A drain through r2 is seen by r1: never picked there either; undone the same way.
+    let drain = format!("/v1/services/web/{heavy}/drain");
+    assert_eq!(call(&r2.addr, "POST", &drain, "").0, 200);
+    eventually("r1 sees the drain", || {
+        instance(&r1.addr, "web", heavy)
+            .is_some_and(|i| field(&i, "draining") == &Value::Bool(true))
+    });
+    let seen = KeepAlive::open(&r1.addr).tally("/serviceAddr?queryParam=web", 200);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), [light], "{seen:?}");
+    assert_eq!(call(&r1.addr, "DELETE", &drain, "").0, 200);
+    eventually("r2 sees it back in rotation", || {
+        instance(&r2.addr, "web", heavy)
+            .is_some_and(|i| field(&i, "draining") == &Value::Bool(false))
+    });
+    // A renewal through the original route keeps the spec in etcd too.
+    let beat = format!("/registerList?ip={heavy}&service=web");
+    assert_eq!(call(&r2.addr, "POST", &beat, "").0, 200);
+    assert_eq!(
+        field(&instance(&r1.addr, "web", heavy).unwrap(), "weight").as_i64(),
+        Some(4)
+    );
+    // A value written before issue 11 (only the TTL) reads as the default spec, not draining.
+    let b64 = mini::base64::encode;
+    let key = b64(b"/mini/services/old/127.0.0.1:7409");
+    let put = format!(
+        r#"{{"key":"{key}","value":"{}"}}"#,
+        b64(br#"{"ttl_ms":30000}"#)
+    );
+    let gateway = urls.trim_start_matches("http://");
+    assert_eq!(call(gateway, "POST", "/v3/kv/put", &put).0, 200);
+    for reg in [&r1, &r2] {
+        eventually("the old value is read", || {
+            instance(&reg.addr, "old", "127.0.0.1:7409").is_some()
+        });
+        let i = instance(&reg.addr, "old", "127.0.0.1:7409").unwrap();
+        assert_eq!(field(&i, "check").as_str(), Some("http:/aliveCheck"));
+        assert_eq!(field(&i, "weight").as_i64(), Some(1));
+        assert_eq!(field(&i, "draining"), &Value::Bool(false));
+        assert_eq!(field(&i, "tags"), &Value::Array(vec![]));
+    }
+}
