@@ -314,6 +314,12 @@ impl Registry {
                 let new_spec = spec
                     .filter(|s| svc.slots.get(i).is_some_and(|x| *x.spec != ***s))
                     .map(|s| svc.share(s, default));
+                if let (Some(new), Some(old)) =
+                    (&new_spec, svc.slots.get(i).map(|x| x.spec.clone()))
+                {
+                    svc.count_tags(&old, false);
+                    svc.count_tags(new, true);
+                }
                 let changed = svc.edit(i, |inst| {
                     inst.last_beat = now;
                     inst.ttl = ttl;
@@ -614,6 +620,11 @@ mod tests {
                 }
             }
             assert_eq!(svc.counts, counts);
+            let mut tags: HashMap<String, usize> = HashMap::new();
+            for tag in svc.slots.iter().flat_map(|x| x.spec.tags.iter()) {
+                *tags.entry(tag.clone()).or_default() += 1;
+            }
+            assert_eq!(svc.tag_counts, tags);
             assert_eq!(svc.weights.total(), weight);
             assert!(svc.index >= 1 && svc.index <= r.counter);
             total += svc.slots.len();

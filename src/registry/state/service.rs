@@ -79,6 +79,9 @@ pub(super) struct Service {
     pub(super) slots: Vec<Instance>,
     pub(super) pos: HashMap<Arc<str>, usize>,
     pub(super) weights: Weights,
+    /// How many instances carry each tag (tags carried by none are absent): a filter naming a tag
+    /// nobody carries is answered without a scan.
+    pub(super) tag_counts: HashMap<String, usize>,
     /// The spec last given to a new instance: a fleet registered alike shares one allocation.
     last_spec: Option<Arc<Spec>>,
 }
@@ -93,6 +96,7 @@ impl Service {
     }
 
     pub(super) fn push(&mut self, inst: Instance) {
+        self.count_tags(&inst.spec, true);
         self.pos.insert(inst.addr.clone(), self.slots.len());
         self.counts.add(inst.standing());
         self.weights.push(inst.weight());
@@ -114,7 +118,26 @@ impl Service {
             }
         }
         self.counts.sub(gone.standing());
+        self.count_tags(&gone.spec, false);
         Some(gone)
+    }
+
+    /// Counts the tags of `spec` in (`add`) or out of [`Service::tag_counts`]; called for every
+    /// instance that comes, goes, or changes its spec.
+    pub(super) fn count_tags(&mut self, spec: &Spec, add: bool) {
+        for tag in &spec.tags {
+            match self.tag_counts.get_mut(tag.as_str()) {
+                Some(n) if add => *n += 1,
+                Some(n) if *n > 1 => *n -= 1,
+                Some(_) => {
+                    self.tag_counts.remove(tag.as_str());
+                }
+                None if add => {
+                    self.tag_counts.insert(tag.clone(), 1);
+                }
+                None => {}
+            }
+        }
     }
 
     pub(super) fn remove(&mut self, addr: &str) -> Option<Instance> {
@@ -168,10 +191,11 @@ impl Service {
     }
 
     /// A pickable slot carrying every tag in `tags`, each with probability weight / total weight of
-    /// the matching ones. First up to [`TAGGED_TRIES`] weighted draws, accepted if they match (each
-    /// accepted draw is exactly weighted among the matching); then a weighted scan over the matching
-    /// instances, which is exactly weighted too: two passes over the slots, O(n × tags), where
-    /// instances sharing one spec allocation are matched once.
+    /// the matching ones. A tag no instance carries answers `None` at once (from the tag counts).
+    /// Otherwise up to [`TAGGED_TRIES`] weighted draws, accepted if they match (each accepted draw is
+    /// exactly weighted among the matching); then one pass over the slots drawing among the matching
+    /// ones by weighted reservoir sampling, exactly weighted too: O(n), where instances sharing a
+    /// spec allocation are matched by pointer after the first.
     pub(super) fn pick_tagged<S: AsRef<str>>(
         &self,
         tags: &[S],
@@ -180,6 +204,12 @@ impl Service {
         if tags.is_empty() || self.weights.total() == 0 {
             return self.pick_index(rng);
         }
+        if tags
+            .iter()
+            .any(|t| !self.tag_counts.contains_key(t.as_ref()))
+        {
+            return None;
+        }
         for _ in 0..TAGGED_TRIES {
             let i = self.weights.pick(rng)?;
             if self.slots.get(i).is_some_and(|x| x.spec.has_tags(tags)) {
@@ -187,49 +217,41 @@ impl Service {
             }
         }
         let mut matcher = Matcher::default();
-        let mut weight_of = |i: usize, inst: &Instance| {
+        let (mut total, mut chosen) = (0u64, None);
+        for (i, inst) in self.slots.iter().enumerate() {
             let w = u64::from(self.weights.get(i));
-            if w > 0 && matcher.matches(&inst.spec, tags) {
-                w
-            } else {
-                0
+            if w == 0 || !matcher.matches(&inst.spec, tags) {
+                continue;
             }
-        };
-        let slots = self.slots.iter().enumerate();
-        let total: u64 = slots.clone().map(|(i, x)| weight_of(i, x)).sum();
-        if total == 0 {
-            return None;
-        }
-        let mut u = rng.u64(..total);
-        for (i, inst) in slots {
-            let w = weight_of(i, inst);
-            if u < w {
-                return Some(i);
+            // Keep slot i with probability w / (weight seen so far): in the end each matching
+            // slot is the one kept with probability w / total.
+            total += w;
+            if rng.u64(..total) < w {
+                chosen = Some(i);
             }
-            u -= w;
         }
-        None
+        chosen
     }
 }
 
-/// Remembers the last spec matched against a tag filter, so a run of instances sharing one spec
-/// allocation costs a pointer comparison each.
+/// Remembers whether the last few specs matched a tag filter, so instances sharing a spec
+/// allocation cost a pointer comparison each instead of string comparisons.
 #[derive(Default)]
 struct Matcher {
-    last: Option<(*const Spec, bool)>,
+    seen: [Option<(*const Spec, bool)>; 8],
+    next: usize,
 }
 
 impl Matcher {
     fn matches<S: AsRef<str>>(&mut self, spec: &Arc<Spec>, tags: &[S]) -> bool {
         let ptr = Arc::as_ptr(spec);
-        match self.last {
-            Some((p, m)) if p == ptr => m,
-            _ => {
-                let m = spec.has_tags(tags);
-                self.last = Some((ptr, m));
-                m
-            }
+        if let Some((_, m)) = self.seen.iter().flatten().find(|(p, _)| *p == ptr) {
+            return *m;
         }
+        let m = spec.has_tags(tags);
+        self.seen[self.next % self.seen.len()] = Some((ptr, m));
+        self.next += 1;
+        m
     }
 }
 
