@@ -9,15 +9,15 @@
 # Knobs (environment), for quick trials; BENCH.md states the values used:
 #   BENCH_ROUNDS=3        lookup rounds (each round runs mini, nginx, etcd in turn)
 #   BENCH_WRK_SECONDS=5   length of one wrk run
-#   BENCH_ONLY="lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation"
-#                         sections to run
+#   BENCH_ONLY="lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation pick"
+#                         sections to run (one section alone: BENCH_ONLY=pick BENCH_OUT=/tmp/pick.md)
 #   BENCH_OUT=BENCH.md    where to write the report
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${BENCH_ROUNDS:-3}
 WRK_SECONDS=${BENCH_WRK_SECONDS:-5}
-ONLY=${BENCH_ONLY:-lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation}
+ONLY=${BENCH_ONLY:-lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation pick}
 OUT=${BENCH_OUT:-BENCH.md}
 # Lookup load: one wrk thread, 50 keep-alive connections, for every server alike.
 WRK_THREADS=1
@@ -49,6 +49,9 @@ LB_CONCURRENCY=8
 LB_DELAY=40ms
 # p2c passes when it sends at most this fraction of random's share to the slow adder.
 LB_P2C_MAX_RATIO=0.5
+# Pick cost and memory with specs (issue 11): instances in the service, weighted picks timed.
+PICK_INSTANCES=100000
+PICK_PICKS=2000000
 
 step() { printf '\n== %s\n' "$*" >&2; }
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
@@ -619,6 +622,29 @@ if wants etcd-propagation; then
         "\`$cmd_propagation\`"
 fi
 
+# --- 10. pick cost and memory per instance with specs -------------------------------------------------
+
+if wants pick; then
+    step "pick: cost of a pick over $PICK_INSTANCES instances, and RSS per instance with tags and meta"
+    cmd_pick="mini_bench pick --mini $mini --logs $work/pick --instances $PICK_INSTANCES --picks $PICK_PICKS"
+    "$bench" pick --mini "$mini" --logs "$work/pick" --instances "$PICK_INSTANCES" --picks "$PICK_PICKS" \
+        >"$work/pick.txt"
+    read_results "$work/pick.txt"
+    cat "$work/pick.txt" >&2
+    n=${R[pick_instances]}
+    row "Pick cost over $n instances (weights 1..10, 10 % excluded, 5 % draining): \`Registry::pick\`, one weighted draw down a Fenwick tree" \
+        "${R[pick_weighted_ns]} ns per pick wall, ${R[pick_weighted_cpu_ns]} ns CPU (mean of ${R[pick_weighted_picks]}; ${R[pick_live]} pickable)" \
+        "target: O(log n), not a scan" "$(verdict le "${R[pick_weighted_ns]}" 2000) (under 2 us)" "\`$cmd_pick\` (in-process, no HTTP)"
+    row "Tag-filtered pick over $n instances, \`tag=v2\` on half of them / \`tag=canary\` on 1 % / a tag nobody has" \
+        "${R[pick_tag_half_ns]} / ${R[pick_tag_rare_ns]} / ${R[pick_tag_none_ns]} ns per pick wall (CPU: ${R[pick_tag_half_cpu_ns]} / ${R[pick_tag_rare_cpu_ns]} ns; means of ${R[pick_tag_half_picks]} / ${R[pick_tag_rare_picks]} / ${R[pick_tag_none_picks]})" \
+        "-" "8 weighted draws, then one weighted pass over the service: the rare tag pays the pass; a tag nobody carries is answered from the tag counts" "same run"
+    row "Registry RSS at $n instances: no fields / one spec shared by all / a spec each (2 tags, 2 meta pairs, weight)" \
+        "$(kib_mb "${R[rss_plain_kib]}") / $(kib_mb "${R[rss_shared_kib]}") / $(kib_mb "${R[rss_own_kib]}")" \
+        "heartbeat section's target < 64 MB at 100k (plain instances)" \
+        "${R[bytes_per_instance_plain]} / ${R[bytes_per_instance_shared]} / ${R[bytes_per_instance_own]} B per instance; a spec of its own costs $(awk -v a="${R[bytes_per_instance_own]}" -v b="${R[bytes_per_instance_plain]}" 'BEGIN {print a - b}') B more; under 64 MB: shared $(verdict le "${R[rss_shared_kib]}" 65536), each its own $(verdict le "${R[rss_own_kib]}" 65536)" \
+        "same run: \`PUT /v1/services/bench/ADDR?ttl=60m&tag=v2&tag=zone-a&meta=version:1.2.3&meta=host:hN&weight=3\` from 64 connections, VmRSS"
+fi
+
 # --- report ------------------------------------------------------------------------------------------
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -702,6 +728,13 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "  \`--store memory\` and one \`--store etcd\`, each holding the lookup section's 5 instances; each round runs"
     echo "  the same wrk as the lookup section against the memory one, then the etcd one. Lookups read the registry's"
     echo "  local copy in both modes, so the ratio shows what following etcd costs the read path."
+    echo "- **Pick cost and memory with specs**: \`mini_bench pick\` builds the registry's state (\`mini::registry::state::Registry\`)"
+    echo "  in its own process with $PICK_INSTANCES instances of one service (weights 1 to 10, 10 % excluded, 5 % draining, \`v2\` on"
+    echo "  every other instance, \`canary\` on every 100th) and times picks in a loop: weighted, then filtered by a common,"
+    echo "  a rare and an absent tag. Then it starts three registries in turn (\`--probe-interval $NO_PROBES\`) and"
+    echo "  registers $PICK_INSTANCES instances in each with \`PUT\` from 64 connections: without fields, with one spec for"
+    echo "  all (\`tag=v2&tag=zone-a&meta=version:1.2.3&meta=team:payments&weight=3\`), and with a spec each (\`meta=host:hN\`"
+    echo "  unique per instance); bytes per instance are (VmRSS after - VmRSS empty) / $PICK_INSTANCES."
     echo "- **Propagation through etcd**: two \`--store etcd\` registries on one etcd member (temp data dir); \`mini_bench"
     echo "  watch --watchers 1 --writer R1\` arms a watch on registry 2, waits until its gauge shows it, then"
     echo "  \`PUT\`s a new instance on registry 1 and times until registry 2's watch answers with the instance"

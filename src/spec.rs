@@ -299,6 +299,74 @@ impl Spec {
         })
     }
 
+    /// Adds the spec's members to a JSON object, in the form a registration's body takes (and
+    /// [`Spec::read_json`] reads back): `"check":"http:/aliveCheck","tags":[..],"meta":{..},"weight":N`.
+    /// Listings and the etcd store's values carry it this way.
+    ///
+    /// ```
+    /// use mini::spec::Spec;
+    /// let spec = Spec::parse([("tag", "v2"), ("meta", "zone:a"), ("weight", "5")], None).unwrap().spec;
+    /// let mut o = mini::json::Object::new();
+    /// spec.write_json(&mut o);
+    /// let text = o.finish();
+    /// assert_eq!(text, r#"{"check":"http:/aliveCheck","tags":["v2"],"meta":{"zone":"a"},"weight":5}"#);
+    /// assert_eq!(Spec::read_json(&mini::jsonread::parse(text.as_bytes()).unwrap()), Ok(spec));
+    /// ```
+    pub fn write_json(&self, o: &mut crate::json::Object) {
+        let tags = self.tags.iter().map(|t| {
+            let mut out = String::new();
+            crate::json::string(&mut out, t);
+            out
+        });
+        let mut meta = crate::json::Object::new();
+        for (k, v) in &self.meta {
+            meta.str(k, v);
+        }
+        o.str("check", &self.check.to_string())
+            .raw("tags", &crate::json::array(tags))
+            .raw("meta", &meta.finish())
+            .num("weight", self.weight);
+    }
+
+    /// Reads the members [`Spec::write_json`] writes from a JSON object, ignoring others; a missing
+    /// member is the default (so `{}` is [`Spec::default`]). The same bounds apply as to a body.
+    pub fn read_json(value: &Value) -> Result<Spec, SpecError> {
+        Spec::parse(std::iter::empty::<(&str, &str)>(), Some(value)).map(|p| p.spec)
+    }
+
+    /// One line for people (listings, logs, `mini watch`): `weight=N check=C[ tags=A,B][ meta=K:V,K:V]`,
+    /// with spaces, commas, colons and `%` inside a tag or meta field percent-encoded, so the line
+    /// still splits on spaces.
+    ///
+    /// ```
+    /// use mini::spec::Spec;
+    /// let spec = Spec::parse([("tag", "v2"), ("tag", "eu west"), ("meta", "zone:a")], None).unwrap().spec;
+    /// assert_eq!(spec.describe(), "weight=1 check=http:/aliveCheck tags=v2,eu%20west meta=zone:a");
+    /// assert_eq!(Spec::default().describe(), "weight=1 check=http:/aliveCheck");
+    /// ```
+    pub fn describe(&self) -> String {
+        fn push(out: &mut String, text: &str) {
+            for c in text.chars() {
+                match c {
+                    ' ' | ',' | ':' | '%' => out.push_str(&format!("%{:02X}", u32::from(c))),
+                    c => out.push(c),
+                }
+            }
+        }
+        let mut out = format!("weight={} check={}", self.weight, self.check);
+        for (n, tag) in self.tags.iter().enumerate() {
+            out.push_str(if n == 0 { " tags=" } else { "," });
+            push(&mut out, tag);
+        }
+        for (n, (k, v)) in self.meta.iter().enumerate() {
+            out.push_str(if n == 0 { " meta=" } else { "," });
+            push(&mut out, k);
+            out.push(':');
+            push(&mut out, v);
+        }
+        out
+    }
+
     /// Whether the instance carries every tag in `wanted`.
     pub fn has_tags<S: AsRef<str>>(&self, wanted: &[S]) -> bool {
         wanted

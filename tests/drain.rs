@@ -38,8 +38,8 @@ fn wait(proc: &mut Proc) -> ExitStatus {
     }
 }
 
-/// `Some(draining)` for `addr` in the JSON listing of `add` when the registry shows that field (the
-/// registry side of issue 11), `None` when it does not.
+/// `Some(draining)` for `addr` in the JSON listing of `add`, `None` when the listing lacks the field
+/// (a registry older than issue 11).
 fn draining(registry: &str, addr: &str) -> Option<bool> {
     let (_, body) = get(registry, "/v1/services/add?format=json");
     let doc = mini::jsonread::parse(body.as_bytes()).expect("JSON listing");
@@ -65,9 +65,16 @@ fn a_draining_adder_stays_listed_and_answering_then_deregisters_and_exits_0() {
     // While it drains: still listed (healthy: probes still pass), still answering.
     assert_eq!(listed(&reg.addr), std::slice::from_ref(&me));
     assert_eq!(get(&me, "/Add/1/2"), (200, "3".to_string()));
-    if let Some(draining) = draining(&reg.addr, &me) {
-        assert!(draining, "listed but not draining");
-    }
+    assert_eq!(
+        draining(&reg.addr, &me),
+        Some(true),
+        "listed but not draining"
+    );
+    assert_eq!(
+        get(&reg.addr, "/serviceAddr?queryParam=add").0,
+        400,
+        "a draining adder was picked"
+    );
     assert!(
         adder.child.try_wait().expect("try_wait").is_none(),
         "the drain ended before the checks"
@@ -91,7 +98,6 @@ fn a_drain_of_zero_deregisters_at_once() {
 }
 
 #[test]
-#[ignore = "needs the registry's drain route (issue 11, registry side)"]
 fn a_rolling_restart_of_five_adders_loses_no_call() {
     let reg = Proc::registry(FAST);
     // A 5 ms sum keeps calls in flight at every moment, so a stop that did not drain would cut some.

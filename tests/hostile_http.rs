@@ -357,6 +357,121 @@ fn a_nul_in_the_registered_address_is_400_and_not_registered() {
     assert_eq!(procs::get(&registry.addr, "/health").0, 200);
 }
 
+/// A registration's bad fields (issue 11): each one, in the query or in a JSON body, `(what, request
+/// target, body, the reason the 400 must give)`.
+fn bad_registration_fields() -> Vec<(&'static str, String, &'static str, &'static str)> {
+    let put = |query: &str| format!("/v1/services/web/127.0.0.1:8000?{query}");
+    let many = |pair: &dyn Fn(usize) -> String| -> String {
+        (0..17).map(|i| format!("{}&", pair(i))).collect()
+    };
+    let bare = "/v1/services/web/127.0.0.1:8000".to_string();
+    vec![
+        ("an unknown check", put("check=grpc"), "", "bad check: use http:/PATH, tcp or none"),
+        ("a check path without /", put("check=http:healthz"), "", "bad check path: must start with /"),
+        ("a check path of 257 bytes", put(&format!("check=http:/{}", "a".repeat(256))), "", "bad check path: longer than 256 bytes"),
+        ("a check path with a space", put("check=http:/a%20b"), "", "bad check path: not printable ASCII"),
+        ("17 tags", put(&many(&|i| format!("tag=t{i}"))), "", "too many tags (max 16)"),
+        ("an empty tag", put("tag="), "", "bad tag: 1 to 128 bytes of printable ASCII"),
+        ("a tag of 129 bytes", put(&format!("tag={}", "x".repeat(129))), "", "bad tag: 1 to 128 bytes"),
+        ("a control byte in a tag", put("tag=a%01"), "", "bad tag: 1 to 128 bytes"),
+        ("a tag of non-ASCII UTF-8", put("tag=%C3%A9"), "", "bad tag: 1 to 128 bytes"),
+        ("meta without a colon", put("meta=zone"), "", "bad meta: use KEY:VALUE"),
+        ("meta with an empty key", put("meta=:a"), "", "bad meta key: 1 to 128 bytes"),
+        ("meta with an empty value", put("meta=a:"), "", "bad meta value: 1 to 128 bytes"),
+        ("17 meta pairs", put(&many(&|i| format!("meta=k{i}:v"))), "", "too many meta pairs (max 16)"),
+        ("weight 0", put("weight=0"), "", "bad weight: an integer from 1 to 1000"),
+        ("weight 1001", put("weight=1001"), "", "bad weight: an integer from 1 to 1000"),
+        ("a negative weight", put("weight=-1"), "", "bad weight"),
+        ("a weight of 2^64", put("weight=18446744073709551616"), "", "bad weight"),
+        ("an empty weight", put("weight="), "", "bad weight"),
+        ("a ttl that is no duration", put("ttl=forever"), "", "bad ttl"),
+        ("a ttl over an hour", put("ttl=2h"), "", "ttl longer than 3600s"),
+        ("a body that is not JSON", bare.clone(), "{\"check\":", "bad body: bad JSON at byte"),
+        ("a body that is not an object", bare.clone(), "[1]", "bad body: not a JSON object"),
+        ("a body nested too deeply", bare.clone(), "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", "bad body: bad JSON at byte"),
+        ("tags that are a string", bare.clone(), r#"{"tags":"v2"}"#, "bad body: tags has the wrong type"),
+        ("a tag that is a number", bare.clone(), r#"{"tags":[2]}"#, "bad body: tags has the wrong type"),
+        ("meta that is an array", bare.clone(), r#"{"meta":["a"]}"#, "bad body: meta has the wrong type"),
+        ("a meta value that is a number", bare.clone(), r#"{"meta":{"a":1}}"#, "bad body: meta has the wrong type"),
+        ("a check that is a number", bare.clone(), r#"{"check":1}"#, "bad body: check has the wrong type"),
+        ("a ttl that is a number", bare.clone(), r#"{"ttl":15}"#, "bad body: ttl has the wrong type"),
+        ("a weight of 0 in the body", bare.clone(), r#"{"weight":0}"#, "bad weight"),
+        ("a weight that is a float", bare.clone(), r#"{"weight":1.5}"#, "bad body: weight has the wrong type"),
+        ("an unknown check in the body", bare.clone(), r#"{"check":"grpc"}"#, "bad check"),
+        ("an empty tag in the body", bare.clone(), r#"{"tags":[""]}"#, "bad tag"),
+        ("17 tags in the body", bare.clone(), r#"{"tags":["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]}"#, "too many tags (max 16)"),
+        ("a bad ttl in the body", bare.clone(), r#"{"ttl":"soon"}"#, "bad ttl"),
+        // The query wins, and its bad field is refused even with a good body.
+        ("a bad query field over a good body", put("weight=0"), r#"{"weight":5}"#, "bad weight"),
+        ("a good query field over a bad body field", put("weight=5"), r#"{"weight":0}"#, "bad weight"),
+    ]
+}
+
+#[test]
+fn every_bad_registration_field_is_400_with_its_reason_and_registers_nothing() {
+    let registry = Proc::registry(&["--probe-interval", "60s"]);
+    rt::block_on(async {
+        let addr = socket(&registry);
+        let mut client = Client::connect(addr).await;
+        for (what, target, body, reason) in bad_registration_fields() {
+            let raw = format!(
+                "PUT {target} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            client.send(&raw).await;
+            let resp = client.response().await;
+            assert_error_reply(&resp, 400, what);
+            assert!(resp.text().starts_with(reason), "{what}: {:?}", resp.text());
+            assert_eq!(resp.header("Connection"), None, "{what}: kept open");
+        }
+        // Lookups and listings with more tags than an instance may carry, and drains of nothing.
+        for (method, target, status, reason) in [
+            (
+                "GET",
+                format!("/serviceAddr?queryParam=web&{}", "tag=a&".repeat(17)),
+                400,
+                "too many tags (max 16)",
+            ),
+            (
+                "GET",
+                format!("/v1/services/web?{}", "tag=a&".repeat(17)),
+                400,
+                "too many tags (max 16)",
+            ),
+            (
+                "POST",
+                "/v1/services/web/127.0.0.1:8000/drain".to_string(),
+                404,
+                "127.0.0.1:8000 is not registered in web",
+            ),
+            (
+                "DELETE",
+                "/v1/services/web/127.0.0.1:8000/drain".to_string(),
+                404,
+                "127.0.0.1:8000 is not registered in web",
+            ),
+            (
+                "GET",
+                "/v1/services/web/127.0.0.1:8000/drain".to_string(),
+                405,
+                "method GET not allowed here",
+            ),
+        ] {
+            let what = format!("{method} {target}");
+            client
+                .send(format!("{method} {target} HTTP/1.1\r\nHost: t\r\n\r\n"))
+                .await;
+            let resp = client.response().await;
+            assert_error_reply(&resp, status, &what);
+            assert!(resp.text().starts_with(reason), "{what}: {:?}", resp.text());
+        }
+        assert_still_serves(addr, "bad registration fields").await;
+    });
+    let (status, body) = procs::get(&registry.addr, "/v1/services");
+    assert_eq!((status, body.as_str()), (200, ""), "something registered");
+}
+
 /// Short timeouts: requests that never complete are cut off by the head timeout.
 fn short_head_timeout(head_timeout: Duration) -> ServerConfig {
     ServerConfig {

@@ -120,6 +120,14 @@ fn instances(registry: &str, service: &str) -> Vec<(String, bool)> {
         .instances
 }
 
+/// Whether the last probe of `SERVICE`'s first instance passed (`None`: not probed yet).
+fn last_probe_ok(registry: &str, service: &str) -> Option<bool> {
+    let (_, body) = get(registry, &format!("/v1/services/{service}?format=json"));
+    let doc = mini::jsonread::parse(body.as_bytes()).expect("a JSON listing");
+    let first = doc.get("instances")?.as_array()?.first()?.clone();
+    first.get("last_probe")?.get("ok")?.as_bool()
+}
+
 fn python_available() -> bool {
     Command::new("python3")
         .arg("--version")
@@ -135,10 +143,9 @@ fn a_python_server_is_registered_once_it_listens_and_leaves_when_killed() {
         eprintln!("SKIPPED: python3 is not installed");
         return;
     }
-    // Probes once a day: until the registry probes `check=http:/` instead of /aliveCheck (issue 11,
-    // registry side), a probe would get python's 404 on /aliveCheck and exclude it. With the probe
-    // out of the way the instance is healthy from its registration, as it will be with the check.
-    let reg = Proc::registry(&["--probe-interval", "1440m"]);
+    // Probed every 100 ms with its own check (`GET /`, which python's http.server answers 200), not
+    // with /aliveCheck (which it answers 404): it stays healthy.
+    let reg = Proc::registry(&["--probe-interval", "100ms"]);
     let port = free_port().to_string();
     let addr = format!("127.0.0.1:{port}");
     let mut sidecar = Sidecar::start(&[
@@ -160,6 +167,9 @@ fn a_python_server_is_registered_once_it_listens_and_leaves_when_killed() {
     ]);
     eventually("the python server is registered", || {
         instances(&reg.addr, "web") == [(addr.clone(), true)]
+    });
+    eventually("probed with GET / and healthy", || {
+        last_probe_ok(&reg.addr, "web") == Some(true)
     });
     // Registered only once it accepted connections, so it answers at once.
     assert_eq!(get(&addr, "/").0, 200);
@@ -184,7 +194,8 @@ fn sigterm_drains_then_passes_it_on_and_the_child_status_is_the_exit_status() {
         eprintln!("SKIPPED: python3 is not installed");
         return;
     }
-    let reg = Proc::registry(&["--probe-interval", "1440m"]);
+    // Probed every 100 ms with a TCP connect.
+    let reg = Proc::registry(&["--probe-interval", "100ms"]);
     let port = free_port().to_string();
     let addr = format!("127.0.0.1:{port}");
     let mut sidecar = Sidecar::start(&[
@@ -225,7 +236,9 @@ fn sigterm_drains_then_passes_it_on_and_the_child_status_is_the_exit_status() {
 
 #[test]
 fn without_a_command_it_beats_until_sigterm_then_deregisters() {
-    let reg = Proc::registry(&["--probe-interval", "1440m"]);
+    // Probes run every 100 ms, but never for `--check none`: nothing listens at ADDR, and it stays
+    // healthy on its beats alone.
+    let reg = Proc::registry(&["--probe-interval", "100ms"]);
     let addr = format!("127.0.0.1:{}", free_port());
     // The second registry is down: logged once, retried, never fatal.
     let down = format!("127.0.0.1:{}", free_port());
@@ -251,8 +264,21 @@ fn without_a_command_it_beats_until_sigterm_then_deregisters() {
     eventually("registered", || {
         instances(&reg.addr, "web") == [(addr.clone(), true)]
     });
-    // The PUT carried its lease (and, once the registry reads them, the check, tag and meta).
+    // The PUT carried its lease, check, tag and meta.
     assert!(reg.logged(&format!("web {addr} registered (ttl 7s)")));
+    let listing =
+        mini::proto::decode_listing(get(&reg.addr, "/v1/services/web?format=json").1.as_bytes())
+            .expect("a listing");
+    let spec = &listing.specs[0].spec;
+    assert_eq!(
+        spec.describe(),
+        "weight=1 check=none tags=v2 meta=zone:eu%20west"
+    );
+    assert_eq!(
+        last_probe_ok(&reg.addr, "web"),
+        None,
+        "a check=none instance was probed"
+    );
     eventually("a few beats went by", || {
         sidecar.logged(&format!("registry {down} unreachable")) == 1 && sidecar.running()
     });

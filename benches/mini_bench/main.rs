@@ -12,6 +12,7 @@
 //! | `probe-target` | serves `/aliveCheck` on many loopback ports and registers them all, for the probe-cost run |
 //! | `watch` | time from a registration to the answers of 1 or 1000 waiting watchers (also across two registries on etcd) |
 //! | `lb` | share of calls a slow adder gets, and the batch's time, under `--lb random`, `round-robin` and `p2c` |
+//! | `pick` | a pick's cost over 100 000 instances (weighted, tag-filtered), and registry RSS per instance with tags and meta |
 //!
 //! Run through `just bench`; `cargo bench` alone only prints this hint.
 
@@ -19,6 +20,7 @@ mod common;
 mod footprint;
 mod heartbeat;
 mod lb;
+mod pick;
 mod probe_target;
 mod silence;
 mod watch;
@@ -43,6 +45,7 @@ enum Command {
     ProbeTarget(probe_target::Args),
     Watch(watch::Args),
     Lb(lb::Args),
+    Pick(pick::Args),
 }
 
 /// Print N free loopback ports, one per line.
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::ProbeTarget(a) => probe_target::run(a),
         Command::Watch(a) => watch::run(a),
         Command::Lb(a) => lb::run(a),
+        Command::Pick(a) => pick::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

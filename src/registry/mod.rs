@@ -16,16 +16,18 @@ mod serve;
 pub mod state;
 pub mod store;
 pub mod watch;
+mod weighted;
 
 pub use serve::serve;
 
 use crate::http::server::{self, ServerConfig};
 use crate::log;
 use crate::metrics::{Counter, Exposition, HttpCounts};
+use crate::spec::Spec;
 use async_net::TcpListener;
 use async_signal::{Signal, Signals};
 use smol::stream::StreamExt;
-use state::{Applied, Change, Limits, Outcome, Registered, Registry, Target};
+use state::{Applied, Change, Limits, Outcome, Registered, Registry, Standing, Target};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -156,20 +158,19 @@ impl Shared {
         }
         page.family(
             "mini_instances",
-            "Registered instances, by service and health.",
+            "Registered instances, by service and health (healthy: pickable; excluded by a probe; draining).",
             "gauge",
         );
         for s in &services {
-            page.sample(
-                "mini_instances",
-                &[("service", &s.name), ("health", "healthy")],
-                s.live as f64,
-            );
-            page.sample(
-                "mini_instances",
-                &[("service", &s.name), ("health", "excluded")],
-                (s.total - s.live) as f64,
-            );
+            let by_health = [
+                (Standing::Healthy, s.live),
+                (Standing::Excluded, s.excluded),
+                (Standing::Draining, s.draining),
+            ];
+            for (standing, n) in by_health {
+                let labels = [("service", s.name.as_str()), ("health", standing.word())];
+                page.sample("mini_instances", &labels, n as f64);
+            }
         }
         page.single(
             "mini_watchers",
@@ -196,10 +197,23 @@ impl Shared {
 
     /// [`Shared::apply`] for one change, allocating nothing when nothing moved (a renewal).
     fn apply_one(&self, change: &Change<'_>) -> Outcome {
+        self.apply_then(change, |_| ()).0
+    }
+
+    /// [`Shared::apply_one`], then `read` of the state under the same lock.
+    fn apply_then<T>(
+        &self,
+        change: &Change<'_>,
+        read: impl FnOnce(&Registry) -> T,
+    ) -> (Outcome, T) {
         let mut moved = Vec::new();
-        let outcome = self.state().apply_one(change, Instant::now(), &mut moved);
+        let (outcome, read) = {
+            let mut state = self.state();
+            let outcome = state.apply_one(change, Instant::now(), &mut moved);
+            (outcome, read(&state))
+        };
         self.notify(&moved);
-        outcome
+        (outcome, read)
     }
 
     fn notify(&self, moved: &[String]) {
@@ -209,20 +223,33 @@ impl Shared {
     }
 
     /// Registers or renews: in the local state at once (so this registry hands the instance out
-    /// immediately), then in the store. A refusal by the local limits writes nothing; a store failure
+    /// immediately), then in the store. `spec` is the instance's spec, or `None` to keep the one
+    /// it has (`POST /registerList`). A refusal by the local limits writes nothing; a store failure
     /// undoes a new local registration and is reported, never swallowed.
     pub async fn register(
         &self,
         service: &str,
         addr: &str,
         ttl: Duration,
+        spec: Option<Arc<Spec>>,
     ) -> Result<Registered, StoreError> {
-        let local = match self.apply_one(&Change::upsert(service, addr, ttl)) {
+        let upsert = Change::Upsert {
+            service: service.into(),
+            addr: addr.into(),
+            ttl,
+            spec,
+            draining: None,
+        };
+        let (outcome, record) = self.apply_then(&upsert, |s| s.record(service, addr));
+        let local = match outcome {
             Outcome::Registered(r) => r,
             Outcome::Refused(e) => return Err(StoreError::Refused(e)),
             _ => Registered::Renewed, // an upsert's outcome is one of the two above
         };
-        match self.store.put(service, addr, ttl).await {
+        let record = record.unwrap_or_default();
+        let changed = local == Registered::Updated;
+        match self.store.put(service, addr, &record, changed).await {
+            Ok(true) if local == Registered::Updated => Ok(local),
             Ok(true) => Ok(Registered::New),
             Ok(false) => Ok(local),
             Err(e) => {
@@ -232,6 +259,29 @@ impl Shared {
                 Err(e)
             }
         }
+    }
+
+    /// Marks an instance draining (or not): locally at once (no pick returns it from here on), then
+    /// in the store, for every registry. `Ok(None)` if it is not registered here; else whether the
+    /// mark flipped. If the store cannot record it, the local flip is undone and the error reported.
+    pub async fn drain(
+        &self,
+        service: &str,
+        addr: &str,
+        draining: bool,
+    ) -> Result<Option<bool>, StoreError> {
+        let change = Change::drain(service, addr, draining);
+        let (outcome, record) = self.apply_then(&change, |s| s.record(service, addr));
+        let (Outcome::Drained(Some(flipped)), Some(record)) = (outcome, record) else {
+            return Ok(None);
+        };
+        if flipped {
+            if let Err(e) = self.store.put(service, addr, &record, true).await {
+                self.apply_one(&Change::drain(service, addr, !draining));
+                return Err(e);
+            }
+        }
+        Ok(Some(flipped))
     }
 
     /// Deregisters from the store, then locally; whether the instance was registered in either.

@@ -23,7 +23,7 @@ use crate::etcd::election::Election;
 use crate::etcd::watch::{Message, Watch};
 use crate::etcd::{Etcd, EtcdError};
 use crate::log;
-use crate::registry::state::{Applied, Change, Outcome, Registered};
+use crate::registry::state::{Applied, Change, Outcome, Record, Registered};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -155,10 +155,17 @@ impl EtcdStore {
         }
     }
 
-    /// Renews the instance's lease if etcd still has it, else grants a lease and puts the key.
-    /// Returns whether the key was (re)created.
-    pub async fn put(&self, service: &str, addr: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.write_instance(service, addr, ttl)
+    /// Renews the instance's lease if etcd still has it (and, when `changed`, puts the record's new
+    /// value on that lease), else grants a lease and puts the key. Returns whether the key was
+    /// (re)created.
+    pub async fn put(
+        &self,
+        service: &str,
+        addr: &str,
+        record: &Record,
+        changed: bool,
+    ) -> Result<bool, StoreError> {
+        self.write_instance(service, addr, record, changed)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
@@ -167,18 +174,24 @@ impl EtcdStore {
         &self,
         service: &str,
         addr: &str,
-        ttl: Duration,
+        record: &Record,
+        changed: bool,
     ) -> Result<bool, EtcdError> {
-        let secs = etcd_keys::lease_secs(ttl);
+        let secs = etcd_keys::lease_secs(record.ttl);
         let known = lock(&self.known).get(service, addr);
+        let key = etcd_keys::instance_key(service, addr);
         if let Some(meta) = known.filter(|m| m.ttl_secs == secs) {
             if self.etcd.keepalive(meta.lease).await?.is_some() {
+                if changed {
+                    let value = etcd_keys::instance_value(record);
+                    let rev = (self.etcd.put(key.as_bytes(), value.as_bytes(), meta.lease)).await?;
+                    lock(&self.known).wrote(service, addr, Meta { rev, ..meta });
+                }
                 return Ok(false);
             }
         }
         let lease = self.etcd.grant(secs).await?;
-        let key = etcd_keys::instance_key(service, addr);
-        let value = etcd_keys::instance_value(ttl);
+        let value = etcd_keys::instance_value(record);
         let rev = self
             .etcd
             .put(key.as_bytes(), value.as_bytes(), lease)

@@ -3,15 +3,17 @@
 //!
 //! | key | value | lease |
 //! |---|---|---|
-//! | `/mini/services/{service}/{host:port}` | `{"ttl_ms":N}` | the instance's own lease, TTL = its TTL |
+//! | `/mini/services/{service}/{host:port}` | `{"ttl_ms":N,"check":C,"tags":[..],"meta":{..},"weight":N,"draining":B}` (only `ttl_ms` before issue 11: the rest then reads as the defaults) | the instance's own lease, TTL = its TTL |
 //! | `/mini/health/{service}/{host:port}` | `{"ok":false}`, present only while excluded | the instance's lease |
 //! | `/mini/leader` | the probing registry's id | that registry's session lease |
 
 use crate::etcd::watch::Event;
 use crate::etcd::Kv;
 use crate::jsonread::{self, Value};
-use crate::registry::state::{valid_service_name, Change, Held, Snapshot};
+use crate::registry::state::{valid_service_name, Change, Held, Record, Snapshot};
+use crate::spec::Spec;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Every key `mini` writes lives under this prefix; the watch covers all of it.
@@ -62,20 +64,26 @@ pub fn health_key(service: &str, addr: &str) -> String {
     format!("{HEALTH}{service}/{addr}")
 }
 
-/// The value of an instance key: the TTL it was registered with.
-pub fn instance_value(ttl: Duration) -> String {
-    crate::json::Object::new()
-        .num("ttl_ms", ttl.as_millis() as f64)
-        .finish()
+/// The value of an instance key: the TTL it was registered with, its spec and its drain mark.
+pub fn instance_value(record: &Record) -> String {
+    let mut o = crate::json::Object::new();
+    o.num("ttl_ms", record.ttl.as_millis() as f64);
+    record.spec.write_json(&mut o);
+    o.bool("draining", record.draining).finish()
 }
 
-/// The TTL an instance key's value records.
-fn ttl_of(value: &[u8]) -> Duration {
-    jsonread::parse(value)
-        .ok()
-        .and_then(|v| v.get("ttl_ms").and_then(Value::as_i64))
-        .and_then(|ms| u64::try_from(ms).ok())
-        .map_or(FALLBACK_TTL, Duration::from_millis)
+/// What an instance key's value records; fields it lacks (a value written before issue 11, or by
+/// something else) read as the defaults.
+fn record_of(value: &[u8]) -> Record {
+    let doc = jsonread::parse(value).ok();
+    let field = |name: &str| doc.as_ref().and_then(|v| v.get(name));
+    Record {
+        ttl: (field("ttl_ms").and_then(Value::as_i64))
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map_or(FALLBACK_TTL, Duration::from_millis),
+        spec: Arc::new((doc.as_ref().and_then(|v| Spec::read_json(v).ok())).unwrap_or_default()),
+        draining: field("draining").and_then(Value::as_bool).unwrap_or(false),
+    }
 }
 
 /// Whole seconds for an etcd lease: etcd's TTLs are seconds, rounded up here so a lease never runs
@@ -125,19 +133,19 @@ impl Known {
     /// registry wrote after `revision` are kept as they are (their watch events are still to come).
     pub fn snapshot(&mut self, revision: i64, kvs: &[Kv]) -> Change<'static> {
         let mut fresh: HashMap<String, Meta> = HashMap::new();
-        let mut wanted: Vec<(&str, &str, Duration)> = Vec::new();
+        let mut wanted: Vec<(&str, &str, Record)> = Vec::new();
         let mut excluded: HashSet<(&str, &str)> = HashSet::new();
         for kv in kvs {
             match parse_key(&kv.key) {
                 Key::Instance(s, a) => {
-                    let ttl = ttl_of(&kv.value);
+                    let record = record_of(&kv.value);
                     let meta = Meta {
                         lease: kv.lease,
-                        ttl_secs: lease_secs(ttl),
+                        ttl_secs: lease_secs(record.ttl),
                         rev: kv.mod_revision,
                     };
                     fresh.insert(id(s, a), meta);
-                    wanted.push((s, a, ttl));
+                    wanted.push((s, a, record));
                 }
                 Key::Health(s, a) => {
                     excluded.insert((s, a));
@@ -145,16 +153,15 @@ impl Known {
                 Key::Other => {}
             }
         }
-        let held = |s: &str, a: &str, ttl| Held {
+        let held = |s: &str, a: &str, r: Option<&Record>| Held {
             service: s.to_string(),
             addr: a.to_string(),
-            ttl,
+            ttl: r.map(|r| r.ttl),
             excluded: excluded.contains(&(s, a)),
+            spec: r.map(|r| r.spec.clone()).unwrap_or_default(),
+            draining: r.is_some_and(|r| r.draining),
         };
-        let mut instances: Vec<Held> = wanted
-            .iter()
-            .map(|&(s, a, t)| held(s, a, Some(t)))
-            .collect();
+        let mut instances: Vec<Held> = wanted.iter().map(|(s, a, r)| held(s, a, Some(r))).collect();
         for (key, m) in self.by_id.iter().filter(|(_, m)| m.rev > revision) {
             if fresh.contains_key(key) {
                 continue;
@@ -192,14 +199,15 @@ impl Known {
                         continue; // older than our own write
                     }
                     if put {
-                        let ttl = ttl_of(&kv.value);
+                        let r = record_of(&kv.value);
                         let meta = Meta {
                             lease: kv.lease,
-                            ttl_secs: lease_secs(ttl),
+                            ttl_secs: lease_secs(r.ttl),
                             rev: kv.mod_revision,
                         };
                         self.by_id.insert(id, meta);
-                        changes.push(Change::upsert(s.to_string(), a.to_string(), ttl));
+                        let upsert = Change::upsert(s.to_string(), a.to_string(), r.ttl);
+                        changes.push(upsert.with_spec(r.spec).with_draining(r.draining));
                     } else {
                         self.by_id.remove(&id);
                         changes.push(Change::remove(s.to_string(), a.to_string()));
@@ -241,16 +249,45 @@ mod tests {
 
     #[test]
     fn reads_ttls_and_rounds_leases_up() {
+        let ttl_of = |value: &[u8]| record_of(value).ttl;
         assert_eq!(ttl_of(br#"{"ttl_ms":2500}"#), Duration::from_millis(2500));
         assert_eq!(ttl_of(b"junk"), FALLBACK_TTL);
         assert_eq!(ttl_of(br#"{"ttl_ms":-1}"#), FALLBACK_TTL);
         assert_eq!(lease_secs(Duration::from_millis(2500)), 3);
         assert_eq!(lease_secs(Duration::from_millis(10)), 1);
         assert_eq!(lease_secs(Duration::from_secs(15)), 15);
+        let record = Record {
+            ttl: Duration::from_millis(2500),
+            ..Record::default()
+        };
+        assert_eq!(ttl_of(instance_value(&record).as_bytes()), record.ttl);
+    }
+
+    #[test]
+    fn a_value_carries_the_spec_and_drain_mark_and_an_old_one_reads_as_the_defaults() {
+        let spec = Spec::parse(
+            [
+                ("check", "tcp"),
+                ("tag", "v2"),
+                ("meta", "zone:a"),
+                ("weight", "5"),
+            ],
+            None,
+        )
+        .unwrap()
+        .spec;
+        let record = Record {
+            ttl: Duration::from_secs(15),
+            spec: Arc::new(spec),
+            draining: true,
+        };
         assert_eq!(
-            ttl_of(instance_value(Duration::from_millis(2500)).as_bytes()),
-            Duration::from_millis(2500)
+            instance_value(&record),
+            r#"{"ttl_ms":15000,"check":"tcp","tags":["v2"],"meta":{"zone":"a"},"weight":5,"draining":true}"#
         );
+        assert_eq!(record_of(instance_value(&record).as_bytes()), record);
+        let old = record_of(br#"{"ttl_ms":2000}"#);
+        assert_eq!((&*old.spec, old.draining), (&Spec::default(), false));
     }
 
     fn kv(key: &str, value: &[u8], lease: i64, rev: i64) -> Kv {
@@ -289,6 +326,8 @@ mod tests {
             addr: addr.into(),
             ttl,
             excluded,
+            spec: Arc::default(),
+            draining: false,
         };
         assert_eq!(
             snapshot.instances,
@@ -319,7 +358,9 @@ mod tests {
         assert_eq!(
             known.events(&events),
             [
-                Change::upsert("add", "h:2", Duration::from_secs(3)),
+                Change::upsert("add", "h:2", Duration::from_secs(3))
+                    .with_spec(Arc::default())
+                    .with_draining(false),
                 Change::health("add", "h:2", false),
                 Change::health("add", "h:3", true),
             ]

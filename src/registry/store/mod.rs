@@ -20,7 +20,7 @@ mod etcd_keys;
 
 pub use etcd::{Batch, EtcdStore, Feed};
 
-use super::state::RegisterError;
+use super::state::{Record, RegisterError};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,12 +89,20 @@ impl Store {
         }
     }
 
-    /// Writes a registration or renewal of `addr` under `service` with a lease of `ttl`, already
-    /// applied locally; returns whether the store created the key (memory: nothing to write).
-    pub async fn put(&self, service: &str, addr: &str, ttl: Duration) -> Result<bool, StoreError> {
+    /// Writes a registration, renewal or drain mark of `addr` under `service`, already applied
+    /// locally: `record` is what the local state now holds, `changed` whether its spec or drain mark
+    /// moved (etcd: a plain renewal only renews the lease). Returns whether the store created the
+    /// key (memory: nothing to write).
+    pub async fn put(
+        &self,
+        service: &str,
+        addr: &str,
+        record: &Record,
+        changed: bool,
+    ) -> Result<bool, StoreError> {
         match self {
             Store::Memory => Ok(false),
-            Store::Etcd(store) => store.put(service, addr, ttl).await,
+            Store::Etcd(store) => store.put(service, addr, record, changed).await,
         }
     }
 
