@@ -29,16 +29,20 @@ cluster: build
     logs=target/cluster
     mkdir -p "$logs"
     pids=()
+    # Stop everything first and talk after: when stdout is a pipe whose reader is gone (`| tee` after
+    # Ctrl-C, `| head`), a write would fail, so SIGPIPE is ignored here and the messages may be lost.
     stop() {
-        trap - INT TERM EXIT
-        echo
-        echo "== stopping ${#pids[@]} processes"
-        kill "${pids[@]}" 2>/dev/null || true
-        wait 2>/dev/null || true
-        echo "== stopped; logs are in $logs/"
+        trap - INT TERM HUP EXIT
+        trap '' PIPE
+        set +e
+        kill "${pids[@]}" 2>/dev/null
+        wait 2>/dev/null
+        echo 2>/dev/null
+        echo "== stopped ${#pids[@]} processes; logs are in $logs/" 2>/dev/null
+        exit 0
     }
     trap stop EXIT
-    trap 'exit 0' INT TERM
+    trap 'exit 0' INT TERM HUP PIPE
     # Ask the registry for its service list over bash's /dev/tcp, so no curl is needed.
     live_adders() {
         exec 3<>/dev/tcp/127.0.0.1/6666 || return 1
@@ -115,17 +119,20 @@ cluster-etcd: build
     fi
     data=$(mktemp -d -t mini-etcd-XXXXXX)
     pids=()
+    # As in `cluster`: stop first, talk after, and survive a stdout whose reader is gone.
     stop() {
-        trap - INT TERM EXIT
-        echo
-        echo "== stopping ${#pids[@]} processes"
-        kill "${pids[@]}" 2>/dev/null || true
-        wait 2>/dev/null || true
+        trap - INT TERM HUP EXIT
+        trap '' PIPE
+        set +e
+        kill "${pids[@]}" 2>/dev/null
+        wait 2>/dev/null
         rm -rf "$data"
-        echo "== stopped; logs are in $logs/"
+        echo 2>/dev/null
+        echo "== stopped ${#pids[@]} processes; logs are in $logs/" 2>/dev/null
+        exit 0
     }
     trap stop EXIT
-    trap 'exit 0' INT TERM
+    trap 'exit 0' INT TERM HUP PIPE
     # etcd on 127.0.0.1:23790 (client) and 23800 (peer), so a system etcd on 2379 is left alone.
     etcd_url=http://127.0.0.1:23790
     echo "== starting etcd on $etcd_url (data $data, log: $logs/etcd.log)"

@@ -7,7 +7,7 @@
 
 use mini::dns::decode::{parse_message, RData};
 use mini::dns::wire::{flag, name_from_str, rcode};
-use mini::dns::{DnsConfig, DnsMetrics, DnsServer, HostKind, Lookup, Source, Target, TcpLimits};
+use mini::dns::{DnsConfig, DnsMetrics, DnsServer, Endpoint, HostKind, Lookup, Source, TcpLimits};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
@@ -22,8 +22,8 @@ const DEADLINE: Duration = Duration::from_secs(5);
 struct Static;
 
 impl Source for Static {
-    fn lookup(&self, service: &str, tag: Option<&str>, out: &mut Vec<Target>) -> Lookup {
-        let target = |host: &str, port, weight| Target {
+    fn lookup(&self, service: &str, tag: Option<&str>, out: &mut Vec<Endpoint>) -> Lookup {
+        let target = |host: &str, port, weight| Endpoint {
             host: HostKind::parse(host),
             port,
             weight,

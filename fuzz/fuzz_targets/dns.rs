@@ -11,14 +11,14 @@
 use libfuzzer_sys::fuzz_target;
 use mini::dns::decode::{parse_message, parse_query};
 use mini::dns::wire::flag;
-use mini::dns::{answer, HostKind, Lookup, Rng, Source, Target, Transport, Zone};
+use mini::dns::{answer, HostKind, Lookup, Rng, Source, Endpoint, Transport, Zone};
 
 /// Every service except those starting with `u` exists, with `n` targets: IPv4, IPv6 and host
 /// names (some invalid as DNS names), with repeats, so dedup, truncation and compression all run.
 struct Many(usize);
 
 impl Source for Many {
-    fn lookup(&self, service: &str, tag: Option<&str>, out: &mut Vec<Target>) -> Lookup {
+    fn lookup(&self, service: &str, tag: Option<&str>, out: &mut Vec<Endpoint>) -> Lookup {
         if service.starts_with('u') {
             return Lookup::Unknown;
         }
@@ -30,7 +30,7 @@ impl Source for Many {
                 3 => HostKind::Name(format!("{service}.{i}.example")),
                 _ => HostKind::Ipv4([10, 0, 0, (i % 7) as u8].into()),
             };
-            out.push(Target {
+            out.push(Endpoint {
                 host,
                 port: (i % 3) as u16,
                 weight: i as u16,

@@ -22,10 +22,10 @@
 
 use super::decode::{parse_query, Query, QueryError};
 use super::encode::{
-    encode, Rec, Response, SrvTarget, TCP_MAX_MESSAGE, UDP_MAX_PAYLOAD, UDP_MIN_PAYLOAD,
+    encode, DnsResponse, Rec, SrvTarget, TCP_MAX_MESSAGE, UDP_MAX_PAYLOAD, UDP_MIN_PAYLOAD,
 };
 use super::wire::{self, class, flag, labels, rcode, rtype, Header, MAX_NAME_LEN};
-use super::{HostKind, Lookup, Source, Target};
+use super::{Endpoint, HostKind, Lookup, Source};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -100,12 +100,12 @@ pub struct Reply {
 /// Answers one query, or `None` when it must be dropped (see the module table).
 ///
 /// ```
-/// use mini::dns::{answer, HostKind, Lookup, Source, Target, Transport, Zone};
+/// use mini::dns::{answer, HostKind, Lookup, Source, Endpoint, Transport, Zone};
 /// struct One;
 /// impl Source for One {
-///     fn lookup(&self, service: &str, _tag: Option<&str>, out: &mut Vec<Target>) -> Lookup {
+///     fn lookup(&self, service: &str, _tag: Option<&str>, out: &mut Vec<Endpoint>) -> Lookup {
 ///         if service != "add" { return Lookup::Unknown }
-///         out.push(Target { host: HostKind::Ipv4([10, 0, 0, 1].into()), port: 1111, weight: 1 });
+///         out.push(Endpoint { host: HostKind::Ipv4([10, 0, 0, 1].into()), port: 1111, weight: 1 });
 ///         Lookup::Found
 ///     }
 /// }
@@ -125,7 +125,7 @@ pub fn answer<S: Source + ?Sized>(
 ) -> Option<Reply> {
     let q = match parse_query(query) {
         Ok(q) => q,
-        Err(QueryError::Short | QueryError::Response) => return None,
+        Err(QueryError::Short | QueryError::DnsResponse) => return None,
         Err(QueryError::Opcode(h)) => return Some(bare(h, rcode::NOTIMP, zone)),
         Err(QueryError::Malformed(h, _)) => return Some(bare(h, rcode::FORMERR, zone)),
     };
@@ -138,7 +138,7 @@ pub fn answer<S: Source + ?Sized>(
     let outcome = decide(&q, source, zone, rng);
     // Authoritative: answers from the zone's data (NOERROR, NXDOMAIN); not errors or refusals.
     let authoritative = matches!(outcome.rcode, rcode::NOERROR | rcode::NXDOMAIN);
-    let resp = Response {
+    let resp = DnsResponse {
         id: q.header.id,
         flags: flag::QR
             | (q.header.flags & (flag::RD | flag::CD))
@@ -162,7 +162,7 @@ pub fn answer<S: Source + ?Sized>(
 
 /// A header-only reply (FORMERR, or NOTIMP for an opcode): id, opcode and RD echoed.
 fn bare(h: Header, code: u16, zone: &Zone) -> Reply {
-    let resp = Response {
+    let resp = DnsResponse {
         id: h.id,
         flags: flag::QR | (h.flags & (0x7800 | flag::RD)),
         rcode: code,
@@ -306,7 +306,7 @@ fn addresses(ips: &[IpAddr], qtype: u16) -> Vec<Rec> {
 }
 
 /// SRV records; a host name that is not a valid DNS name (or is the root) is left out.
-fn srv_records(targets: &[Target]) -> Vec<Rec> {
+fn srv_records(targets: &[Endpoint]) -> Vec<Rec> {
     targets
         .iter()
         .filter_map(|t| {

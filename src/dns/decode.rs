@@ -17,7 +17,7 @@ pub const MAX_POINTER_HOPS: usize = 127;
 
 /// Why bytes are not a well-formed message (a small `Copy` enum with fixed texts, as in httparse).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecodeError {
+pub enum DnsError {
     /// The message ends inside a field.
     Truncated,
     /// A length byte with the reserved top bits `01` or `10` (RFC 6891 §5 retired extended labels).
@@ -42,25 +42,25 @@ pub enum DecodeError {
     TrailingBytes,
 }
 
-impl fmt::Display for DecodeError {
+impl fmt::Display for DnsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            DecodeError::Truncated => "message truncated",
-            DecodeError::LabelType => "unknown label type",
-            DecodeError::NameTooLong => "name longer than 255 bytes",
-            DecodeError::PointerInQuestion => "compression pointer in a query's question",
-            DecodeError::BadPointer => "compression pointer does not point backwards",
-            DecodeError::TooManyPointers => "too many compression pointers in a name",
-            DecodeError::QuestionCount => "query does not have exactly one question",
-            DecodeError::DuplicateOpt => "more than one OPT record",
-            DecodeError::BadOpt => "malformed OPT record",
-            DecodeError::BadRdata => "record data does not match its type",
-            DecodeError::TrailingBytes => "bytes after the last record",
+            DnsError::Truncated => "message truncated",
+            DnsError::LabelType => "unknown label type",
+            DnsError::NameTooLong => "name longer than 255 bytes",
+            DnsError::PointerInQuestion => "compression pointer in a query's question",
+            DnsError::BadPointer => "compression pointer does not point backwards",
+            DnsError::TooManyPointers => "too many compression pointers in a name",
+            DnsError::QuestionCount => "query does not have exactly one question",
+            DnsError::DuplicateOpt => "more than one OPT record",
+            DnsError::BadOpt => "malformed OPT record",
+            DnsError::BadRdata => "record data does not match its type",
+            DnsError::TrailingBytes => "bytes after the last record",
         })
     }
 }
 
-impl std::error::Error for DecodeError {}
+impl std::error::Error for DnsError {}
 
 /// The EDNS0 parameters of a query's OPT record (RFC 6891 §6.1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,11 +94,11 @@ pub enum QueryError {
     /// Shorter than the header: nothing to answer to; dropped.
     Short,
     /// QR is set: a response, never answered (that is how reflection loops start); dropped.
-    Response,
+    DnsResponse,
     /// An opcode other than QUERY: answered NOTIMP with the header only.
     Opcode(Header),
     /// Malformed after the header: answered FORMERR with the header only.
-    Malformed(Header, DecodeError),
+    Malformed(Header, DnsError),
 }
 
 /// Parses a query strictly: one question whose name has no compression pointer, answer and authority
@@ -116,14 +116,14 @@ pub enum QueryError {
 pub fn parse_query(bytes: &[u8]) -> Result<Query<'_>, QueryError> {
     let header = Header::parse(bytes).ok_or(QueryError::Short)?;
     if header.is_response() {
-        return Err(QueryError::Response);
+        return Err(QueryError::DnsResponse);
     }
     if header.opcode() != OPCODE_QUERY {
         return Err(QueryError::Opcode(header));
     }
     let malformed = |e| QueryError::Malformed(header, e);
     if header.qdcount != 1 {
-        return Err(malformed(DecodeError::QuestionCount));
+        return Err(malformed(DnsError::QuestionCount));
     }
     let mut r = Reader::new(bytes, HEADER_LEN);
     let name = r.plain_name().map_err(malformed)?;
@@ -136,12 +136,12 @@ pub fn parse_query(bytes: &[u8]) -> Result<Query<'_>, QueryError> {
     for _ in 0..header.arcount {
         if let Some(found) = r.skip_record().map_err(malformed)? {
             if edns.replace(found).is_some() {
-                return Err(malformed(DecodeError::DuplicateOpt));
+                return Err(malformed(DnsError::DuplicateOpt));
             }
         }
     }
     if r.pos != bytes.len() {
-        return Err(malformed(DecodeError::TrailingBytes));
+        return Err(malformed(DnsError::TrailingBytes));
     }
     Ok(Query {
         header,
@@ -154,7 +154,7 @@ pub fn parse_query(bytes: &[u8]) -> Result<Query<'_>, QueryError> {
 
 /// A whole message, names decompressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
+pub struct DnsMessage {
     /// The header.
     pub header: Header,
     /// The question section.
@@ -244,8 +244,8 @@ pub enum RData {
 /// assert_eq!(msg.answers[0].name, b"\x01a\x00");
 /// assert_eq!(msg.answers[0].data, mini::dns::decode::RData::A([127, 0, 0, 1].into()));
 /// ```
-pub fn parse_message(bytes: &[u8]) -> Result<Message, DecodeError> {
-    let header = Header::parse(bytes).ok_or(DecodeError::Truncated)?;
+pub fn parse_message(bytes: &[u8]) -> Result<DnsMessage, DnsError> {
+    let header = Header::parse(bytes).ok_or(DnsError::Truncated)?;
     let mut r = Reader::new(bytes, HEADER_LEN);
     let mut questions = Vec::new();
     for _ in 0..header.qdcount {
@@ -270,17 +270,17 @@ pub fn parse_message(bytes: &[u8]) -> Result<Message, DecodeError> {
             if record.rtype == rtype::OPT {
                 opts += 1;
                 if opts > 1 {
-                    return Err(DecodeError::DuplicateOpt);
+                    return Err(DnsError::DuplicateOpt);
                 }
             }
             section.push(record);
         }
     }
     if r.pos != bytes.len() {
-        return Err(DecodeError::TrailingBytes);
+        return Err(DnsError::TrailingBytes);
     }
     let [answers, authority, additional] = sections;
-    Ok(Message {
+    Ok(DnsMessage {
         header,
         questions,
         answers,
@@ -300,40 +300,40 @@ impl<'a> Reader<'a> {
         Reader { buf, pos }
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
-        let bytes = self.buf.get(self.pos..end).ok_or(DecodeError::Truncated)?;
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DnsError> {
+        let end = self.pos.checked_add(n).ok_or(DnsError::Truncated)?;
+        let bytes = self.buf.get(self.pos..end).ok_or(DnsError::Truncated)?;
         self.pos = end;
         Ok(bytes)
     }
 
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    fn u8(&mut self) -> Result<u8, DnsError> {
         Ok(self.take(1)?[0])
     }
 
-    fn u16(&mut self) -> Result<u16, DecodeError> {
+    fn u16(&mut self) -> Result<u16, DnsError> {
         let b = self.take(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
-    fn u32(&mut self) -> Result<u32, DecodeError> {
+    fn u32(&mut self) -> Result<u32, DnsError> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     /// An uncompressed name, returned as the slice it occupies.
-    fn plain_name(&mut self) -> Result<&'a [u8], DecodeError> {
+    fn plain_name(&mut self) -> Result<&'a [u8], DnsError> {
         let start = self.pos;
         loop {
             let len = self.u8()?;
             match len & 0xC0 {
                 0x00 => {}
-                0xC0 => return Err(DecodeError::PointerInQuestion),
-                _ => return Err(DecodeError::LabelType),
+                0xC0 => return Err(DnsError::PointerInQuestion),
+                _ => return Err(DnsError::LabelType),
             }
             self.take(usize::from(len))?;
             if self.pos - start > MAX_NAME_LEN {
-                return Err(DecodeError::NameTooLong);
+                return Err(DnsError::NameTooLong);
             }
             if len == 0 {
                 return Ok(&self.buf[start..self.pos]);
@@ -342,18 +342,18 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips a name that may end in a pointer (its target is not needed, so not followed).
-    fn skip_name(&mut self) -> Result<(), DecodeError> {
+    fn skip_name(&mut self) -> Result<(), DnsError> {
         let start = self.pos;
         loop {
             let len = self.u8()?;
             match len & 0xC0 {
                 0x00 => {}
                 0xC0 => return self.take(1).map(drop),
-                _ => return Err(DecodeError::LabelType),
+                _ => return Err(DnsError::LabelType),
             }
             self.take(usize::from(len))?;
             if self.pos - start > MAX_NAME_LEN {
-                return Err(DecodeError::NameTooLong);
+                return Err(DnsError::NameTooLong);
             }
             if len == 0 {
                 return Ok(());
@@ -362,7 +362,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A name, pointers followed, as uncompressed wire bytes.
-    fn name(&mut self) -> Result<Vec<u8>, DecodeError> {
+    fn name(&mut self) -> Result<Vec<u8>, DnsError> {
         let mut out = Vec::new();
         let mut at = self.pos;
         // Every pointer must land before this, and this moves back with each jump: no loops.
@@ -370,33 +370,30 @@ impl<'a> Reader<'a> {
         let mut hops = 0;
         let mut end = None;
         loop {
-            let len = *self.buf.get(at).ok_or(DecodeError::Truncated)?;
+            let len = *self.buf.get(at).ok_or(DnsError::Truncated)?;
             match len & 0xC0 {
                 0x00 => {}
                 0xC0 => {
-                    let low = *self.buf.get(at + 1).ok_or(DecodeError::Truncated)?;
+                    let low = *self.buf.get(at + 1).ok_or(DnsError::Truncated)?;
                     let target = usize::from(u16::from_be_bytes([len & 0x3F, low]));
                     end.get_or_insert(at + 2);
                     hops += 1;
                     if hops > MAX_POINTER_HOPS {
-                        return Err(DecodeError::TooManyPointers);
+                        return Err(DnsError::TooManyPointers);
                     }
                     if target >= floor {
-                        return Err(DecodeError::BadPointer);
+                        return Err(DnsError::BadPointer);
                     }
                     floor = target;
                     at = target;
                     continue;
                 }
-                _ => return Err(DecodeError::LabelType),
+                _ => return Err(DnsError::LabelType),
             }
             let len = usize::from(len);
-            let label = self
-                .buf
-                .get(at..at + 1 + len)
-                .ok_or(DecodeError::Truncated)?;
+            let label = self.buf.get(at..at + 1 + len).ok_or(DnsError::Truncated)?;
             if out.len() + label.len() > MAX_NAME_LEN {
-                return Err(DecodeError::NameTooLong);
+                return Err(DnsError::NameTooLong);
             }
             debug_assert!(len <= MAX_LABEL_LEN);
             out.extend_from_slice(label);
@@ -409,7 +406,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips one record; for an OPT record, returns its EDNS parameters after checking it.
-    fn skip_record(&mut self) -> Result<Option<Edns>, DecodeError> {
+    fn skip_record(&mut self) -> Result<Option<Edns>, DnsError> {
         let owner = self.pos;
         self.skip_name()?;
         let root_owner = self.pos == owner + 1 && self.buf[owner] == 0;
@@ -422,7 +419,7 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         if !root_owner || !options_fit(data) {
-            return Err(DecodeError::BadOpt);
+            return Err(DnsError::BadOpt);
         }
         Ok(Some(Edns {
             payload: class,
@@ -432,30 +429,30 @@ impl<'a> Reader<'a> {
     }
 
     /// One record, its data decoded for the types written here.
-    fn record(&mut self) -> Result<Record, DecodeError> {
+    fn record(&mut self) -> Result<Record, DnsError> {
         let name = self.name()?;
         let rtype = self.u16()?;
         let class = self.u16()?;
         let ttl = self.u32()?;
         let rdlen = usize::from(self.u16()?);
         let start = self.pos;
-        let end = start.checked_add(rdlen).ok_or(DecodeError::Truncated)?;
+        let end = start.checked_add(rdlen).ok_or(DnsError::Truncated)?;
         if end > self.buf.len() {
-            return Err(DecodeError::Truncated);
+            return Err(DnsError::Truncated);
         }
         let data = match rtype {
             rtype::A => {
                 let b: [u8; 4] = self
                     .take(rdlen)?
                     .try_into()
-                    .map_err(|_| DecodeError::BadRdata)?;
+                    .map_err(|_| DnsError::BadRdata)?;
                 RData::A(b.into())
             }
             rtype::AAAA => {
                 let b: [u8; 16] = self
                     .take(rdlen)?
                     .try_into()
-                    .map_err(|_| DecodeError::BadRdata)?;
+                    .map_err(|_| DnsError::BadRdata)?;
                 RData::Aaaa(b.into())
             }
             rtype::SRV => RData::Srv {
@@ -476,14 +473,14 @@ impl<'a> Reader<'a> {
             rtype::OPT => {
                 let data = self.take(rdlen)?;
                 if name != [0] || !options_fit(data) {
-                    return Err(DecodeError::BadOpt);
+                    return Err(DnsError::BadOpt);
                 }
                 RData::Other(data.to_vec())
             }
             _ => RData::Other(self.take(rdlen)?.to_vec()),
         };
         if self.pos != end {
-            return Err(DecodeError::BadRdata);
+            return Err(DnsError::BadRdata);
         }
         Ok(Record {
             name,
@@ -547,28 +544,28 @@ mod tests {
         };
         assert_eq!(
             bad(&query(b"\xC0\x0C", &[], 0)),
-            DecodeError::PointerInQuestion
+            DnsError::PointerInQuestion
         );
-        assert_eq!(bad(&query(b"\x41a\x00", &[], 0)), DecodeError::LabelType);
-        assert_eq!(bad(&query(b"\x05ab", &[], 0)), DecodeError::Truncated);
+        assert_eq!(bad(&query(b"\x41a\x00", &[], 0)), DnsError::LabelType);
+        assert_eq!(bad(&query(b"\x05ab", &[], 0)), DnsError::Truncated);
         let long: Vec<u8> = [[63u8; 1].as_slice(), &[b'a'; 63]].concat().repeat(4);
         assert_eq!(
             bad(&query(&[long, vec![0]].concat(), &[], 0)),
-            DecodeError::NameTooLong
+            DnsError::NameTooLong
         );
-        assert_eq!(bad(&query(b"\x00", &[9], 0)), DecodeError::TrailingBytes);
+        assert_eq!(bad(&query(b"\x00", &[9], 0)), DnsError::TrailingBytes);
         let two = [OPT_4096, OPT_4096].concat();
-        assert_eq!(bad(&query(b"\x00", &two, 2)), DecodeError::DuplicateOpt);
+        assert_eq!(bad(&query(b"\x00", &two, 2)), DnsError::DuplicateOpt);
         let mut not_root = vec![1, b'x'];
         not_root.extend_from_slice(&OPT_4096);
-        assert_eq!(bad(&query(b"\x00", &not_root, 1)), DecodeError::BadOpt);
+        assert_eq!(bad(&query(b"\x00", &not_root, 1)), DnsError::BadOpt);
         let mut overrun = OPT_4096.to_vec();
         overrun[10] = 4;
         overrun.extend_from_slice(&[0, 10, 0, 9]);
-        assert_eq!(bad(&query(b"\x00", &overrun, 1)), DecodeError::BadOpt);
+        assert_eq!(bad(&query(b"\x00", &overrun, 1)), DnsError::BadOpt);
         let mut two_q = query(b"\x00", &[], 0);
         two_q[5] = 2;
-        assert_eq!(bad(&two_q), DecodeError::QuestionCount);
+        assert_eq!(bad(&two_q), DnsError::QuestionCount);
     }
 
     #[test]
@@ -576,7 +573,7 @@ mod tests {
         assert_eq!(parse_query(&[]), Err(QueryError::Short));
         let mut q = query(b"\x00", &[], 0);
         q[2] |= 0x80;
-        assert_eq!(parse_query(&q), Err(QueryError::Response));
+        assert_eq!(parse_query(&q), Err(QueryError::DnsResponse));
         q[2] = 0x28; // UPDATE
         assert!(matches!(parse_query(&q), Err(QueryError::Opcode(h)) if h.opcode() == 5));
     }
@@ -587,7 +584,7 @@ mod tests {
         let mut m = vec![0, 1, 0x80, 0, 0, 1, 0, 1, 0, 0, 0, 0];
         m.extend_from_slice(b"\x01a\x00\x00\x01\x00\x01");
         let looped = [m.clone(), vec![0xC0, 19, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0]].concat();
-        assert_eq!(parse_message(&looped), Err(DecodeError::BadPointer));
+        assert_eq!(parse_message(&looped), Err(DnsError::BadPointer));
         // A label then a pointer back to the question: "b.a.".
         let chained = [
             m,
@@ -602,9 +599,9 @@ mod tests {
     fn rdata_must_match_its_type() {
         let mut m = vec![0, 1, 0x80, 0, 0, 0, 0, 1, 0, 0, 0, 0];
         m.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 3, 1, 2, 3]);
-        assert_eq!(parse_message(&m), Err(DecodeError::BadRdata));
+        assert_eq!(parse_message(&m), Err(DnsError::BadRdata));
         let mut srv = vec![0, 1, 0x80, 0, 0, 0, 0, 1, 0, 0, 0, 0];
         srv.extend_from_slice(&[0, 0, 33, 0, 1, 0, 0, 0, 0, 0, 8, 0, 1, 0, 1, 0, 80, 0, 0]);
-        assert_eq!(parse_message(&srv), Err(DecodeError::BadRdata));
+        assert_eq!(parse_message(&srv), Err(DnsError::BadRdata));
     }
 }

@@ -79,7 +79,7 @@ pub enum SrvTarget {
 
 /// What to encode.
 #[derive(Debug, Clone)]
-pub struct Response<'a> {
+pub struct DnsResponse<'a> {
     /// The query's id.
     pub id: u16,
     /// Header flags (QR, opcode, AA, RD, CD); TC is added by the encoder.
@@ -112,10 +112,10 @@ pub struct Encoded {
 /// Encodes `resp` in at most `limit` bytes (clamped to 512..=65535), by the rule in the module docs.
 ///
 /// ```
-/// use mini::dns::encode::{encode, Rec, Response};
+/// use mini::dns::encode::{encode, Rec, DnsResponse};
 /// let name = b"\x03add\x07service\x04mini\x00";
 /// let answers = [Rec::A([10, 0, 0, 1].into())];
-/// let resp = Response {
+/// let resp = DnsResponse {
 ///     id: 7, flags: 0x8400, rcode: 0, question: Some((name, 1, 1)), answers: &answers,
 ///     soa_authority: false, edns: false, domain: b"\x04mini\x00", ttl: 0,
 /// };
@@ -123,7 +123,7 @@ pub struct Encoded {
 /// assert!(!out.truncated);
 /// assert_eq!(out.bytes.len(), 12 + name.len() + 4 + 16);
 /// ```
-pub fn encode(resp: &Response<'_>, limit: usize) -> Encoded {
+pub fn encode(resp: &DnsResponse<'_>, limit: usize) -> Encoded {
     let limit = limit.clamp(UDP_MIN_PAYLOAD, TCP_MAX_MESSAGE);
     let mut out = Vec::with_capacity(limit.min(UDP_MAX_PAYLOAD));
     out.resize(HEADER_LEN, 0);

@@ -20,16 +20,16 @@
 //!
 //! # Examples
 //! ```no_run
-//! use mini::dns::{DnsConfig, DnsMetrics, DnsServer, HostKind, Lookup, Source, Target};
+//! use mini::dns::{DnsConfig, DnsMetrics, DnsServer, HostKind, Lookup, Source, Endpoint};
 //! use std::sync::Arc;
 //!
 //! struct Static;
 //! impl Source for Static {
-//!     fn lookup(&self, service: &str, tag: Option<&str>, out: &mut Vec<Target>) -> Lookup {
+//!     fn lookup(&self, service: &str, tag: Option<&str>, out: &mut Vec<Endpoint>) -> Lookup {
 //!         if service != "add" || tag.is_some_and(|t| t != "v2") {
 //!             return Lookup::Unknown;
 //!         }
-//!         out.push(Target { host: HostKind::parse("127.0.0.1"), port: 1111, weight: 1 });
+//!         out.push(Endpoint { host: HostKind::parse("127.0.0.1"), port: 1111, weight: 1 });
 //!         Lookup::Found
 //!     }
 //! }
@@ -114,7 +114,7 @@ impl HostKind {
 
 /// One healthy, non-draining instance as DNS shows it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Target {
+pub struct Endpoint {
     /// Its address or host name.
     pub host: HostKind,
     /// Its port (SRV only).
@@ -142,10 +142,10 @@ pub enum Lookup {
 /// synchronous and quick (a lock, a copy).
 ///
 /// ```
-/// use mini::dns::{HostKind, Lookup, Source, Target};
-/// struct Fixed(Vec<Target>);
+/// use mini::dns::{HostKind, Lookup, Source, Endpoint};
+/// struct Fixed(Vec<Endpoint>);
 /// impl Source for Fixed {
-///     fn lookup(&self, service: &str, _tag: Option<&str>, out: &mut Vec<Target>) -> Lookup {
+///     fn lookup(&self, service: &str, _tag: Option<&str>, out: &mut Vec<Endpoint>) -> Lookup {
 ///         if !service.eq_ignore_ascii_case("add") {
 ///             return Lookup::Unknown;
 ///         }
@@ -156,7 +156,7 @@ pub enum Lookup {
 /// ```
 pub trait Source {
     /// Pushes the service's healthy targets (tag-filtered when `tag` is given) onto `out`.
-    fn lookup(&self, service: &str, tag: Option<&str>, out: &mut Vec<Target>) -> Lookup;
+    fn lookup(&self, service: &str, tag: Option<&str>, out: &mut Vec<Endpoint>) -> Lookup;
 }
 
 /// Timeouts and the connection cap of the TCP side; the defaults are the `TCP_*` constants.

@@ -33,11 +33,11 @@ const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// A DNS server bound on UDP and TCP at the same address, not yet serving.
 ///
 /// ```no_run
-/// use mini::dns::{DnsConfig, DnsMetrics, DnsServer, Lookup, Source, Target};
+/// use mini::dns::{DnsConfig, DnsMetrics, DnsServer, Lookup, Source, Endpoint};
 /// use std::sync::Arc;
 /// struct Empty;
 /// impl Source for Empty {
-///     fn lookup(&self, _: &str, _: Option<&str>, _: &mut Vec<Target>) -> Lookup { Lookup::Unknown }
+///     fn lookup(&self, _: &str, _: Option<&str>, _: &mut Vec<Endpoint>) -> Lookup { Lookup::Unknown }
 /// }
 /// mini::rt::block_on(async {
 ///     let server = DnsServer::bind(&DnsConfig::default()).await?;

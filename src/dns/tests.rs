@@ -1,19 +1,19 @@
 //! The codec and the protocol logic on byte arrays: every case of the table in [`super::answer`].
 
-use super::decode::{parse_message, Message, RData};
+use super::decode::{parse_message, DnsMessage, RData};
 use super::wire::{flag, name_from_str, name_to_string, rcode, rtype, Header};
 use super::*;
 use std::collections::BTreeSet;
 
 /// Services: `add` with the given targets (all tagged `v2` when their port is odd), `empty` known
 /// with none healthy.
-struct Fixed(Vec<Target>);
+struct Fixed(Vec<Endpoint>);
 
 impl Source for Fixed {
-    fn lookup(&self, service: &str, tag: Option<&str>, out: &mut Vec<Target>) -> Lookup {
+    fn lookup(&self, service: &str, tag: Option<&str>, out: &mut Vec<Endpoint>) -> Lookup {
         match service {
             "add" => {
-                let tagged = |t: &&Target| tag.is_none_or(|tag| tag == "v2" && t.port % 2 == 1);
+                let tagged = |t: &&Endpoint| tag.is_none_or(|tag| tag == "v2" && t.port % 2 == 1);
                 out.extend(self.0.iter().filter(tagged).cloned());
                 Lookup::Found
             }
@@ -23,8 +23,8 @@ impl Source for Fixed {
     }
 }
 
-fn v4(last: u8, port: u16) -> Target {
-    Target {
+fn v4(last: u8, port: u16) -> Endpoint {
+    Endpoint {
         host: HostKind::Ipv4([10, 0, 0, last].into()),
         port,
         weight: 10,
@@ -65,7 +65,7 @@ fn zone() -> Zone {
     Zone::new("mini", 30).unwrap()
 }
 
-fn ask_with(source: &Fixed, q: &[u8], transport: Transport, seed: u64) -> (Reply, Message) {
+fn ask_with(source: &Fixed, q: &[u8], transport: Transport, seed: u64) -> (Reply, DnsMessage) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let reply = answer(q, source, &zone(), transport, &mut rng).expect("answered");
     let msg = parse_message(&reply.bytes).expect("reply parses");
@@ -75,11 +75,11 @@ fn ask_with(source: &Fixed, q: &[u8], transport: Transport, seed: u64) -> (Reply
     (reply, msg)
 }
 
-fn ask(source: &Fixed, name: &str, qtype: u16) -> (Reply, Message) {
+fn ask(source: &Fixed, name: &str, qtype: u16) -> (Reply, DnsMessage) {
     ask_with(source, &query(name, qtype, None), Transport::Udp, 1)
 }
 
-fn ips(msg: &Message) -> Vec<std::net::IpAddr> {
+fn ips(msg: &DnsMessage) -> Vec<std::net::IpAddr> {
     msg.answers
         .iter()
         .map(|r| match r.data {
@@ -90,7 +90,7 @@ fn ips(msg: &Message) -> Vec<std::net::IpAddr> {
         .collect()
 }
 
-fn assert_soa_authority(msg: &Message) {
+fn assert_soa_authority(msg: &DnsMessage) {
     assert_eq!(msg.authority.len(), 1, "{msg:?}");
     let soa = &msg.authority[0];
     assert_eq!(
@@ -126,14 +126,14 @@ fn a_answer_exact_bytes() {
 
 #[test]
 fn a_answer_has_each_distinct_address_once_in_a_fresh_order() {
-    let mut targets: Vec<Target> = (1..=8).map(|i| v4(i, 1000)).collect();
+    let mut targets: Vec<Endpoint> = (1..=8).map(|i| v4(i, 1000)).collect();
     targets.push(v4(1, 2000)); // same address, other port
-    targets.push(Target {
+    targets.push(Endpoint {
         host: HostKind::parse("::1"),
         port: 1,
         weight: 1,
     });
-    targets.push(Target {
+    targets.push(Endpoint {
         host: HostKind::parse("db.example"),
         port: 1,
         weight: 1,
@@ -186,17 +186,17 @@ fn srv_with_additional_exact_bytes() {
 #[test]
 fn srv_targets_addresses_and_host_names() {
     let mut targets = vec![v4(1, 1111), v4(1, 2222), v4(2, 3333)];
-    targets.push(Target {
+    targets.push(Endpoint {
         host: HostKind::parse("::1"),
         port: 4444,
         weight: 7,
     });
-    targets.push(Target {
+    targets.push(Endpoint {
         host: HostKind::parse("db.example"),
         port: 5555,
         weight: 1,
     });
-    targets.push(Target {
+    targets.push(Endpoint {
         host: HostKind::parse("bad..name"),
         port: 6666,
         weight: 1,
@@ -395,7 +395,7 @@ fn tcp_fits_what_udp_cannot_and_cuts_at_64k() {
     assert_eq!((msg.answers.len(), msg.additional.len()), (70, 70));
     let huge = Fixed(
         (0..5000u32)
-            .map(|i| Target {
+            .map(|i| Endpoint {
                 host: HostKind::Ipv6((u128::from(i) + 1).into()),
                 port: 1,
                 weight: 1,
