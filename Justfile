@@ -50,8 +50,8 @@ cluster: build
         sed -n 's/^add live=\([0-9]*\).*/\1/p' <&3
         exec 3<&-
     }
-    echo "== starting the registry on 127.0.0.1:6666 (log: $logs/registry.log)"
-    "$bin" registry 2> >(tee "$logs/registry.log" | sed 's/^/   [registry] /' >&2) &
+    echo "== starting the registry on 127.0.0.1:6666, DNS on 127.0.0.1:8600 (log: $logs/registry.log)"
+    "$bin" registry --dns 127.0.0.1:8600 2> >(tee "$logs/registry.log" | sed 's/^/   [registry] /' >&2) &
     pids+=($!)
     for port in 1111 2222 3333 4444 5555; do
         "$bin" adder "$port" 2>"$logs/adder-$port.log" &
@@ -77,6 +77,11 @@ cluster: build
     echo "== running. In another terminal, kill two adders and call again; every call is still answered:"
     echo "     kill ${pids[4]} ${pids[5]}    # the adders on 4444 and 5555"
     echo "     $bin client 5 6 --repeat 50"
+    echo "== the same instances over DNS (A, and SRV with the addresses in the additional section):"
+    echo "     dig @127.0.0.1 -p 8600 add.service.mini +short"
+    echo "     dig @127.0.0.1 -p 8600 _add._tcp.service.mini SRV"
+    echo "== and through Consul's API and Prometheus discovery on the registry's port:"
+    echo "     curl -s 127.0.0.1:6666/v1/health/service/add; curl -s 127.0.0.1:6666/v1/sd/prometheus"
     echo "== Ctrl-C stops the registry and every adder"
     wait
 

@@ -104,6 +104,22 @@ struct RegistryArgs {
     /// http://127.0.0.1:2379)
     #[argh(option)]
     etcd: Option<String>,
+    /// serve DNS (A/AAAA/SRV) on this UDP and TCP address, e.g. 127.0.0.1:8600 (off by default)
+    #[argh(option)]
+    dns: Option<String>,
+    /// the DNS domain: NAME.service.DOMAIN (default mini)
+    #[argh(option, default = "mini::dns::DEFAULT_DOMAIN.to_string()")]
+    dns_domain: String,
+    /// TTL of DNS records (default 0s, as Consul's)
+    #[argh(
+        option,
+        default = "Duration::ZERO",
+        from_str_fn(duration::parse_or_zero)
+    )]
+    dns_ttl: Duration,
+    /// the datacenter Consul's API reports (default dc1)
+    #[argh(option, default = "mini::consul::DEFAULT_DATACENTER.to_string()")]
+    datacenter: String,
 }
 
 /// Run an adder on PORT (0 picks a free one) and keep it registered.
@@ -386,6 +402,23 @@ fn store_config(store: StoreKind, etcd: Option<String>) -> Result<StoreConfig, S
 }
 
 fn registry_config(a: RegistryArgs) -> Result<registry::Config, String> {
+    let dns = match &a.dns {
+        None => None,
+        Some(listen) => {
+            let listen = listen
+                .parse()
+                .map_err(|_| format!("--dns: {listen:?} is not an IP:PORT"))?;
+            if !mini::proto::ServiceName::is_valid(&a.dns_domain) {
+                return Err(format!("--dns-domain: {:?} is not a domain", a.dns_domain));
+            }
+            Some(mini::dns::DnsConfig {
+                listen,
+                domain: a.dns_domain.clone(),
+                ttl: u32::try_from(a.dns_ttl.as_secs()).unwrap_or(u32::MAX),
+                ..Default::default()
+            })
+        }
+    };
     let store = store_config(a.store, a.etcd)?;
     Ok(registry::Config {
         store,
@@ -402,6 +435,8 @@ fn registry_config(a: RegistryArgs) -> Result<registry::Config, String> {
             max_connections: a.max_connections.max(1),
             ..Default::default()
         },
+        dns,
+        datacenter: a.datacenter,
         ..registry::Config::default()
     })
 }

@@ -54,7 +54,8 @@ impl Access {
     }
 }
 
-/// The token a request carries: the bearer header first, else the `token` query parameter.
+/// The token a request carries: the bearer header first, then Consul's `X-Consul-Token`, else the
+/// `token` query parameter (the original route's, and Consul's `?token=`).
 fn presented<'r>(req: &Request<'r>) -> Option<Cow<'r, [u8]>> {
     let bearer = req.header("authorization").and_then(|v| {
         let scheme = v.get(..7)?;
@@ -62,10 +63,16 @@ fn presented<'r>(req: &Request<'r>) -> Option<Cow<'r, [u8]>> {
             .eq_ignore_ascii_case(b"bearer ")
             .then(|| Cow::Borrowed(v[7..].trim_ascii()))
     });
-    bearer.or_else(|| match req.query("token")? {
-        Cow::Borrowed(t) => Some(Cow::Borrowed(t.as_bytes())),
-        Cow::Owned(t) => Some(Cow::Owned(t.into_bytes())),
-    })
+    let consul = || {
+        req.header(crate::consul::TOKEN_HEADER)
+            .map(|v| Cow::Borrowed(v.trim_ascii()))
+    };
+    bearer
+        .or_else(consul)
+        .or_else(|| match req.query("token")? {
+            Cow::Borrowed(t) => Some(Cow::Borrowed(t.as_bytes())),
+            Cow::Owned(t) => Some(Cow::Owned(t.into_bytes())),
+        })
 }
 
 /// Compares without an early exit, so the time taken does not tell how much of a guess was right.

@@ -9,6 +9,7 @@
 //! change to the [`store`], which never sees the state. [`run`] stops on SIGINT or SIGTERM.
 
 pub mod auth;
+mod doors;
 pub mod page;
 pub mod probe;
 pub mod routes;
@@ -68,6 +69,10 @@ pub struct Config {
     pub access: auth::Access,
     /// Where registrations live (`--store`): memory, or etcd shared by several registries.
     pub store: StoreConfig,
+    /// The DNS door (`--dns`), off when `None`.
+    pub dns: Option<crate::dns::DnsConfig>,
+    /// The datacenter Consul's API reports (`--datacenter`).
+    pub datacenter: String,
 }
 
 impl Default for Config {
@@ -82,6 +87,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             access: auth::Access::default(),
             store: StoreConfig::default(),
+            dns: None,
+            datacenter: crate::consul::DEFAULT_DATACENTER.to_string(),
         }
     }
 }
@@ -184,7 +191,11 @@ impl Shared {
             "gauge",
             m.started.elapsed().as_secs_f64(),
         );
-        page.finish()
+        let mut page = page.finish();
+        if self.config.dns.is_some() {
+            m.dns.render(&mut page);
+        }
+        page
     }
 
     /// The one way changes reach the local state: locks it once, applies `changes` in order,
@@ -330,6 +341,8 @@ pub struct Metrics {
     pub probes_failed: Counter,
     /// Leases that expired.
     pub expired: Counter,
+    /// DNS queries and answers (when `--dns` is on).
+    pub dns: Arc<crate::dns::DnsMetrics>,
     /// When the registry started.
     pub started: Instant,
 }
@@ -342,6 +355,7 @@ impl Default for Metrics {
             probes_ok: Counter::default(),
             probes_failed: Counter::default(),
             expired: Counter::default(),
+            dns: Arc::default(),
             started: Instant::now(),
         }
     }
@@ -387,13 +401,39 @@ pub async fn run(listener: TcpListener, config: Config) {
 }
 
 /// [`run`], stopping when `stop` resolves.
-async fn run_until(listener: TcpListener, config: Config, stop: impl Future<Output = ()>) {
+async fn run_until(listener: TcpListener, mut config: Config, stop: impl Future<Output = ()>) {
     let id = match listener.local_addr() {
-        Ok(addr) => format!("{addr}/{:08x}", fastrand::u32(..)),
+        Ok(addr) => {
+            // What `/v1/status/leader` names: where this registry really listens.
+            config.listen = addr.to_string();
+            format!("{addr}/{:08x}", fastrand::u32(..))
+        }
         Err(_) => format!("registry/{:08x}", fastrand::u32(..)),
     };
     let store = Store::open(&config.store, id, config.ttl);
     let shared = Arc::new(Shared::with_store(config, store));
+    if let Some(dns) = shared.config.dns.clone() {
+        match crate::dns::DnsServer::bind(&dns).await {
+            Ok(server) => {
+                log::line(
+                    "registry",
+                    format_args!(
+                        "dns on {} (udp and tcp), domain {}",
+                        server.local_addr(),
+                        dns.domain
+                    ),
+                );
+                crate::rt::spawn(server.run(shared.clone(), shared.metrics.dns.clone())).detach();
+            }
+            Err(e) => log::line(
+                "registry",
+                format_args!(
+                    "cannot serve dns on {}: {e}; going on without it",
+                    dns.listen
+                ),
+            ),
+        }
+    }
     if let Some(feed) = shared.store.start() {
         crate::rt::spawn(follow(shared.clone(), feed)).detach();
     }

@@ -21,6 +21,7 @@
 //! `?format=json`); the paths and the JSON form of a listing are [`crate::proto`]'s.
 
 use super::auth::Kind;
+use super::doors::{self, Doors};
 use super::state::{Instance, RegisterError, Registered, ServiceSummary};
 use super::store::StoreError;
 use super::watch::{DEFAULT_WAIT, MAX_WAIT, MAX_WATCHERS};
@@ -64,8 +65,23 @@ pub const ROUTE_NAMES: &[&str] = &[
     "health",
     "metrics",
     "page",
+    // The doors' routes (super::doors::DOOR_NAMES, in order), counted in the same family.
+    "consulRegister",
+    "consulDeregister",
+    "consulMaintenance",
+    "consulPass",
+    "consulWarn",
+    "consulFail",
+    "consulAgentSelf",
+    "consulLeader",
+    "consulCatalogServices",
+    "consulCatalogService",
+    "consulHealthService",
+    "prometheusSd",
     "unmatched",
 ];
+/// Where the doors' names start in [`ROUTE_NAMES`].
+const DOORS_FROM: usize = Route::Page as usize + 1;
 const UNMATCHED: usize = ROUTE_NAMES.len() - 1;
 
 impl Route {
@@ -102,6 +118,7 @@ const TABLE: &[(&str, &str, Route)] = &[
 /// The registry's request handler.
 pub struct Routes {
     shared: Arc<Shared>,
+    doors: Doors,
     router: Router<Route>,
     woken: Mutex<Option<Rendered>>,
 }
@@ -124,6 +141,7 @@ impl Routes {
     /// Routes over shared state.
     pub fn new(shared: Arc<Shared>) -> Routes {
         Routes {
+            doors: Doors::new(shared.clone()),
             shared,
             router: Router::new(TABLE),
             woken: Mutex::new(None),
@@ -133,6 +151,12 @@ impl Routes {
     /// Answers one request (a watch too, which may wait). Reads are a short critical section on the
     /// local state; writes may wait on the store (etcd).
     pub async fn answer(&self, req: &Request<'_>) -> Response {
+        if doors::owns(req.path()) {
+            let (door, resp) = self.doors.answer(req).await;
+            let index = door.map_or(UNMATCHED, |d| DOORS_FROM + d as usize);
+            self.shared.metrics.http.record(index, resp.status);
+            return resp;
+        }
         let (route, resp) = match self.watch_of(req) {
             Some(Ok(watch)) => (Some(Route::Service), self.watch(watch).await),
             Some(Err(resp)) => (Some(Route::Service), resp),
@@ -574,6 +598,12 @@ fn instance_text(i: &ListedInstance<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn route_names_hold_the_doors_names_in_order() {
+        let doors = &ROUTE_NAMES[DOORS_FROM..ROUTE_NAMES.len() - 1];
+        assert_eq!(doors, super::doors::DOOR_NAMES);
+    }
+
     use super::*;
     use crate::http::parse_request;
     use crate::registry::Config;

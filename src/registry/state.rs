@@ -557,6 +557,37 @@ impl Registry {
         Some(out)
     }
 
+    /// The instances of `service` as stored (unsorted) and its index, borrowed, for the doors that
+    /// render them under the lock without copying.
+    pub fn service_view(&self, service: &str) -> Option<(&[Instance], u64)> {
+        self.services
+            .get(service)
+            .map(|s| (s.slots.as_slice(), s.index))
+    }
+
+    /// The service named `name` ignoring ASCII case (DNS names are case-insensitive): the exact
+    /// name first, else a walk over the service names (at most [`Limits::max_services`]).
+    pub fn service_view_ignore_case(&self, name: &str) -> Option<(&[Instance], u64)> {
+        self.service_view(name).or_else(|| {
+            self.services
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, s)| (s.slots.as_slice(), s.index))
+        })
+    }
+
+    /// Every service's name, instances and index, unsorted and borrowed.
+    pub fn each_service(&self) -> impl Iterator<Item = (&str, &[Instance], u64)> {
+        self.services
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.slots.as_slice(), s.index))
+    }
+
+    /// The registry-wide change counter: it moves with every service's index, and never goes back.
+    pub fn global_index(&self) -> u64 {
+        self.counter
+    }
+
     /// The change index of `service` (0 if unknown). It grows on every
     /// addition, removal, health flip, drain flip or spec change, never on a
     /// plain renewal, so a watcher can block until it exceeds the value it
