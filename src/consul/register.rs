@@ -244,7 +244,8 @@ impl ConsulRegistration {
             check: match &self.check {
                 ConsulCheck::Http(path) => Check::Http(path.clone()),
                 ConsulCheck::Tcp => Check::Tcp,
-                ConsulCheck::None | ConsulCheck::Ttl(_) => Check::None,
+                ConsulCheck::None => Check::None,
+                ConsulCheck::Ttl(_) => Check::Ttl,
             },
             tags: self.tags.clone(),
             meta: self.meta.clone(),
@@ -317,6 +318,8 @@ mod tests {
     fn ttl_checks_weights_and_meta() {
         let r = parse(r#"{"Name":"q","Port":1,"Meta":{"zone":"a"},"Weights":{"Passing":5,"Warning":1},"Checks":[{"TTL":"15s"}]}"#).unwrap();
         assert_eq!(r.check, ConsulCheck::Ttl(Duration::from_secs(15)));
+        // Not probed, and not `none`: the door's pass/warn/fail set its health.
+        assert_eq!(r.spec().check, Check::Ttl);
         assert_eq!(r.meta, [("zone".into(), "a".into())]);
         assert_eq!(r.weight, 5);
     }
