@@ -37,6 +37,9 @@ pub enum Check {
     Tcp,
     /// No probe: the lease alone decides, so the instance must beat within its TTL.
     None,
+    /// No probe: a Consul TTL check, whose health only `PUT /v1/agent/check/pass|warn|fail/service:ID`
+    /// sets (it starts critical, as Consul's does); the lease is the check's TTL.
+    Ttl,
 }
 
 impl Default for Check {
@@ -46,18 +49,21 @@ impl Default for Check {
 }
 
 impl fmt::Display for Check {
-    /// The form `check=` takes: `http:/PATH`, `tcp` or `none`.
+    /// The form `check=` takes: `http:/PATH`, `tcp`, `none` (or `ttl`, a Consul TTL check).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Check::Http(path) => write!(f, "http:{path}"),
             Check::Tcp => f.write_str("tcp"),
             Check::None => f.write_str("none"),
+            Check::Ttl => f.write_str("ttl"),
         }
     }
 }
 
 impl Check {
-    /// Parses `http:/PATH`, `tcp` or `none`.
+    /// Parses `http:/PATH`, `tcp`, `none` or `ttl` (so a Consul TTL registration's spec reads back
+    /// from the etcd store; through mini's own routes `ttl` behaves as `none`, since only the Consul
+    /// door's check updates set its health).
     ///
     /// ```
     /// use mini::spec::Check;
@@ -68,6 +74,7 @@ impl Check {
         match text {
             "tcp" => Ok(Check::Tcp),
             "none" => Ok(Check::None),
+            "ttl" => Ok(Check::Ttl),
             _ => match text.strip_prefix("http:") {
                 Some(path) => Check::http(path),
                 None => Err(SpecError::UnknownCheck),

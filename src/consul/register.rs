@@ -136,10 +136,14 @@ impl ConsulRegistration {
             None | Some("") => None,
             Some(a) => Some(a.to_string()),
         };
-        let port = match member(&value, "Port").and_then(Value::as_i64) {
-            Some(p) if (1..=65535).contains(&p) => p as u16,
-            Some(_) => return Err(RegisterBodyError::Bad("Port", "not in 1..65535".into())),
-            None => return Err(RegisterBodyError::Missing("Port")),
+        // JSON integers only, as Consul's decoder takes them (`as_i64` alone would take "80" too).
+        let port = match member(&value, "Port") {
+            None | Some(Value::Null) => return Err(RegisterBodyError::Missing("Port")),
+            Some(p @ Value::Number(_)) => match p.as_i64() {
+                Some(p) if (1..=65535).contains(&p) => p as u16,
+                _ => return Err(RegisterBodyError::Bad("Port", "not in 1..65535".into())),
+            },
+            Some(_) => return Err(RegisterBodyError::Bad("Port", "not a number".into())),
         };
         let mut tags = Vec::new();
         match member(&value, "Tags") {
@@ -181,10 +185,11 @@ impl ConsulRegistration {
         }
         let weight = match member(&value, "Weights").and_then(|w| member(w, "Passing")) {
             None | Some(Value::Null) => 1,
-            Some(w) => match w.as_i64() {
+            Some(w @ Value::Number(_)) => match w.as_i64() {
                 Some(w) if (1..=i64::from(MAX_WEIGHT)).contains(&w) => w as u16,
                 _ => return Err(RegisterBodyError::Spec(SpecError::BadWeight)),
             },
+            Some(_) => return Err(RegisterBodyError::Spec(SpecError::BadWeight)),
         };
         let check = Self::check(&value, address.as_deref(), port)?;
         Ok(ConsulRegistration {
@@ -213,7 +218,9 @@ impl ConsulRegistration {
                 ))
             }
             (_, Some(Value::Array(list))) => list.first(),
-            (_, None | Some(Value::Null)) | (None, _) => None,
+            (_, None | Some(Value::Null)) => None,
+            // Checked before `Check` is known absent: `"Checks":{...}` would otherwise register an
+            // instance that is never checked.
             (_, Some(_)) => return Err(RegisterBodyError::Bad("Checks", "not an array".into())),
         };
         let Some(check) = single else {
@@ -244,7 +251,8 @@ impl ConsulRegistration {
             check: match &self.check {
                 ConsulCheck::Http(path) => Check::Http(path.clone()),
                 ConsulCheck::Tcp => Check::Tcp,
-                ConsulCheck::None | ConsulCheck::Ttl(_) => Check::None,
+                ConsulCheck::None => Check::None,
+                ConsulCheck::Ttl(_) => Check::Ttl,
             },
             tags: self.tags.clone(),
             meta: self.meta.clone(),
@@ -317,6 +325,8 @@ mod tests {
     fn ttl_checks_weights_and_meta() {
         let r = parse(r#"{"Name":"q","Port":1,"Meta":{"zone":"a"},"Weights":{"Passing":5,"Warning":1},"Checks":[{"TTL":"15s"}]}"#).unwrap();
         assert_eq!(r.check, ConsulCheck::Ttl(Duration::from_secs(15)));
+        // Not probed, and not `none`: the door's pass/warn/fail set its health.
+        assert_eq!(r.spec().check, Check::Ttl);
         assert_eq!(r.meta, [("zone".into(), "a".into())]);
         assert_eq!(r.weight, 5);
     }
@@ -348,6 +358,16 @@ mod tests {
             (r#"{"Name":"a b","Port":1}"#, "bad Name"),
             (r#"{"Name":"a"}"#, "missing Port"),
             (r#"{"Name":"a","Port":70000}"#, "bad Port"),
+            (r#"{"Name":"a","Port":"80"}"#, "bad Port: not a number"),
+            (r#"{"Name":"a","Port":1.5}"#, "bad Port"),
+            (
+                r#"{"Name":"a","Port":1,"Checks":{"TCP":"x"}}"#,
+                "bad Checks",
+            ),
+            (
+                r#"{"Name":"a","Port":1,"Weights":{"Passing":"3"}}"#,
+                "bad weight",
+            ),
             (r#"{"Name":"a","Port":1,"Tags":"x"}"#, "bad Tags"),
             (
                 r#"{"Name":"a","Port":1,"Weights":{"Passing":0}}"#,

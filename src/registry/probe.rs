@@ -120,7 +120,7 @@ async fn probe_batch(
 }
 
 /// Probes one address with its check: `Ok` on a 2xx to `GET PATH`, or a TCP connect, within the
-/// timeout; else why not. `check=none` is never probed (the targets leave it out) and passes.
+/// timeout; else why not. `check=none` and `ttl` are never probed (the targets leave them out) and pass.
 async fn probe(client: &Prober, addr: &str, check: &Check) -> Result<(), String> {
     match check {
         Check::Http(path) => match client.http.get(addr, path).await {
@@ -139,7 +139,7 @@ async fn probe(client: &Prober, addr: &str, check: &Check) -> Result<(), String>
                 )),
             }
         }
-        Check::None => Ok(()),
+        Check::None | Check::Ttl => Ok(()),
     }
 }
 

@@ -453,11 +453,12 @@ impl Registry {
     }
 
     /// Every instance to probe, healthy or excluded (excluded ones must be probed too, since only a
-    /// successful probe restores them), draining or not; not those with `check=none`.
+    /// successful probe restores them), draining or not; not those with `check=none` or `ttl`.
     pub fn probe_targets(&self) -> Vec<Target> {
         let mut targets = Vec::with_capacity(self.total);
         for (name, svc) in &self.services {
-            let probed = svc.slots.iter().filter(|i| i.spec.check != Check::None);
+            let probed =
+                (svc.slots.iter()).filter(|i| !matches!(i.spec.check, Check::None | Check::Ttl));
             targets.extend(probed.map(|inst| Target {
                 service: name.clone(),
                 addr: inst.addr.clone(),

@@ -1,9 +1,11 @@
 """python-consul (Debian's python3-consul 0.7) against mini's Consul door.
 
-Usage: python_consul.py REGISTRY_HOST REGISTRY_PORT SERVICE_PORT SECOND_PORT
+Usage: python_consul.py REGISTRY_HOST REGISTRY_PORT SERVICE_PORT SECOND_PORT [THIRD_PORT]
 Registers `web` with a TCP check on SERVICE_PORT, waits until health.service(passing=True) has it,
-runs a blocking query that must return on a change (a second instance registering), then
-deregisters both; prints one line per step and exits 0, or raises.
+runs a blocking query that must return on a change (a second instance registering), puts one in
+maintenance and back, deregisters both; with THIRD_PORT, registers `worker` with a TTL check on it
+and drives the check with ttl_pass/ttl_warn/ttl_fail. Prints one line per step and exits 0, or
+raises.
 """
 import sys
 import threading
@@ -14,6 +16,7 @@ import consul
 host, port, service_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 # mini keys an instance by HOST:PORT within its service: a second ID needs its own port.
 second_port = int(sys.argv[4])
+third_port = int(sys.argv[5]) if len(sys.argv) > 5 else None
 c = consul.Consul(host=host, port=port)
 
 assert c.agent.self()["Config"]["Datacenter"] == "dc1"
@@ -79,3 +82,25 @@ assert c.agent.service.deregister("web2")
 index, nodes = c.health.service("web")
 assert nodes == [], nodes
 print("deregistered")
+
+if third_port is not None:
+    assert c.agent.service.register(
+        "worker", service_id="worker1", address="127.0.0.1", port=third_port,
+        check=consul.Check.ttl("10s"),
+    )
+    # A TTL check starts critical, as Consul's: not passing until the first ttl_pass.
+    index, nodes = c.health.service("worker", passing=True)
+    assert nodes == [], nodes
+    assert c.agent.check.ttl_pass("service:worker1")
+    index, nodes = c.health.service("worker", passing=True)
+    assert [n["Service"]["ID"] for n in nodes] == ["worker1"], nodes
+    assert c.agent.check.ttl_warn("service:worker1")
+    index, nodes = c.health.service("worker")
+    assert [ch["Status"] for ch in nodes[0]["Checks"]] == ["warning"], nodes
+    assert c.agent.check.ttl_fail("service:worker1")
+    index, nodes = c.health.service("worker", passing=True)
+    assert nodes == [], nodes
+    index, nodes = c.health.service("worker")
+    assert [ch["Status"] for ch in nodes[0]["Checks"]] == ["critical"], nodes
+    assert c.agent.service.deregister("worker1")
+    print("ttl check ok")
