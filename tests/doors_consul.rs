@@ -136,7 +136,7 @@ fn python_consul_registers_reads_blocks_and_deregisters() {
         ],
         "{stdout}"
     );
-    assert!(registry.logged("web 127.0.0.1:"), "no registration logged");
+    eventually("the log line", || registry.logged("web 127.0.0.1:"));
     drop(service);
 }
 

@@ -82,7 +82,7 @@ fn a_draining_adder_stays_listed_and_answering_then_deregisters_and_exits_0() {
     let status = wait(&mut adder);
     assert!(status.success(), "adder exited with {status}");
     assert!(listed(&reg.addr).is_empty());
-    assert!(reg.logged(&format!("{me} deregistered")));
+    eventually("the log line", || reg.logged(&format!("{me} deregistered")));
 }
 
 #[test]

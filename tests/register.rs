@@ -177,7 +177,9 @@ fn a_python_server_is_registered_once_it_listens_and_leaves_when_killed() {
         get(&reg.addr, "/serviceAddr?queryParam=web"),
         (200, addr.clone())
     );
-    assert!(reg.logged(&format!("web {addr} registered (ttl 15s)")));
+    eventually("the log line", || {
+        reg.logged(&format!("web {addr} registered (ttl 15s)"))
+    });
     let python = sidecar.children();
     assert_eq!(python.len(), 1, "children: {python:?}\n{}", sidecar.log());
     signal(python[0], "KILL");
@@ -185,7 +187,9 @@ fn a_python_server_is_registered_once_it_listens_and_leaves_when_killed() {
     assert_eq!(status.code(), Some(137), "{}", sidecar.log());
     // Deregistered before it exited: the 15 s lease alone would keep it listed.
     assert!(instances(&reg.addr, "web").is_empty());
-    assert!(reg.logged(&format!("web {addr} deregistered")));
+    eventually("the log line", || {
+        reg.logged(&format!("web {addr} deregistered"))
+    });
 }
 
 #[test]
@@ -265,7 +269,9 @@ fn without_a_command_it_beats_until_sigterm_then_deregisters() {
         instances(&reg.addr, "web") == [(addr.clone(), true)]
     });
     // The PUT carried its lease, check, tag and meta.
-    assert!(reg.logged(&format!("web {addr} registered (ttl 7s)")));
+    eventually("the log line", || {
+        reg.logged(&format!("web {addr} registered (ttl 7s)"))
+    });
     let listing =
         mini::proto::decode_listing(get(&reg.addr, "/v1/services/web?format=json").1.as_bytes())
             .expect("a listing");
@@ -293,7 +299,9 @@ fn without_a_command_it_beats_until_sigterm_then_deregisters() {
     let status = sidecar.wait();
     assert_eq!(status.code(), Some(0), "{}", sidecar.log());
     assert!(instances(&reg.addr, "web").is_empty());
-    assert!(reg.logged(&format!("web {addr} deregistered")));
+    eventually("the log line", || {
+        reg.logged(&format!("web {addr} deregistered"))
+    });
 }
 
 #[test]
