@@ -182,7 +182,7 @@ fn an_http_check_probes_its_path_and_any_2xx_is_healthy() {
         },
     );
     assert!(reg.logged(&format!(
-        "old {web} excluded: probe failed: GET /aliveCheck answered 404"
+        "old {web} excluded: probe failed: answered 404 to GET /aliveCheck"
     )));
 }
 

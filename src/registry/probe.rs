@@ -125,7 +125,7 @@ async fn probe(client: &Prober, addr: &str, check: &Check) -> Result<(), String>
     match check {
         Check::Http(path) => match client.http.get(addr, path).await {
             Ok(resp) if (200..300).contains(&resp.status) => Ok(()),
-            Ok(resp) => Err(format!("GET {path} answered {}", resp.status)),
+            Ok(resp) => Err(format!("answered {} to GET {path}", resp.status)),
             Err(e) => Err(e.to_string()),
         },
         Check::Tcp => {
