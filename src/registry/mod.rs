@@ -236,7 +236,7 @@ impl Shared {
     /// Registers or renews: in the local state at once (so this registry hands the instance out
     /// immediately), then in the store. `spec` is the instance's spec, or `None` to keep the one
     /// it has (`POST /registerList`). A refusal by the local limits writes nothing; a store failure
-    /// undoes a new local registration and is reported, never swallowed.
+    /// undoes a new local registration or a spec change and is reported, never swallowed.
     pub async fn register(
         &self,
         service: &str,
@@ -244,6 +244,11 @@ impl Shared {
         ttl: Duration,
         spec: Option<Arc<Spec>>,
     ) -> Result<Registered, StoreError> {
+        // What a spec change replaces, to put it back if the store refuses the new one (so that the
+        // next beat, finding the old spec, is a change again and is written).
+        let before = spec
+            .as_ref()
+            .and_then(|_| self.state().record(service, addr));
         let upsert = Change::Upsert {
             service: service.into(),
             addr: addr.into(),
@@ -258,14 +263,22 @@ impl Shared {
             _ => Registered::Renewed, // an upsert's outcome is one of the two above
         };
         let record = record.unwrap_or_default();
-        let changed = local == Registered::Updated;
+        // A plain renewal only renews the lease; anything new is written (also a local New whose
+        // key etcd still holds: its value may be older than this registration).
+        let changed = local != Registered::Renewed;
         match self.store.put(service, addr, &record, changed).await {
             Ok(true) if local == Registered::Updated => Ok(local),
             Ok(true) => Ok(Registered::New),
             Ok(false) => Ok(local),
             Err(e) => {
-                if local == Registered::New {
-                    self.apply_one(&Change::remove(service, addr));
+                match (local, before) {
+                    (Registered::New, _) => {
+                        self.apply_one(&Change::remove(service, addr));
+                    }
+                    (Registered::Updated, Some(old)) => {
+                        self.apply_one(&Change::upsert(service, addr, old.ttl).with_spec(old.spec));
+                    }
+                    _ => {}
                 }
                 Err(e)
             }
