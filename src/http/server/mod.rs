@@ -286,10 +286,11 @@ impl Connection {
         loop {
             // Read until a whole request is in the buffer, or the connection ends.
             let decoded = loop {
-                match parse_request(input.filled()) {
-                    Ok(Some(found)) => break Ok(found),
-                    Ok(None) => {}
-                    Err(e) => break Err(Response::error(e.status(), e)),
+                // An empty buffer needs more, as the parser would say.
+                match (!input.is_empty()).then(|| parse_request(input.filled())) {
+                    Some(Ok(Some(found))) => break Ok(found),
+                    None | Some(Ok(None)) => {}
+                    Some(Err(e)) => break Err(Response::error(e.status(), e)),
                 }
                 match io.read_more(&mut input).await {
                     Ok(true) => {}
