@@ -129,6 +129,12 @@ fn start(count: usize) -> io::Result<Vec<Arc<Lane>>> {
     Ok(lanes)
 }
 
+/// The index of the lane running this thread; `None` off the lanes.
+pub(crate) fn current() -> Option<usize> {
+    let index = CURRENT.get();
+    (index != usize::MAX).then_some(index)
+}
+
 /// Spawns `future` on lane `index` (modulo the lane count).
 pub(crate) fn spawn_on<F>(lanes: &[Arc<Lane>], index: usize, future: F) -> Task<F::Output>
 where

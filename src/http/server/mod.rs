@@ -121,7 +121,7 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, config: S
         handler,
         config,
         active: Arc::new(AtomicUsize::new(0)),
-        idle: Arc::new(IdleConns::default()),
+        idle: Arc::new(IdleConns::with_shards(lanes.len())),
         stopped: AtomicBool::new(false),
     });
     let mut accepting = Vec::with_capacity(lanes.len());
