@@ -15,6 +15,7 @@
 #   BENCH_TABLE_ROUNDS=3  lookup-table rounds (each runs every server at every load, alternating)
 #   BENCH_TABLE_SECONDS=4 length of one lookup-table wrk run (counting runs: BENCH_TABLE_COUNT_SECONDS=2)
 #   BENCH_TABLE_BASE=PATH another mini binary measured beside the others in the lookup table (before/after)
+#   BENCH_TABLE_LOADS="-t1 -c16;-t2 -c64;-t2 -c256"  the lookup table's wrk loads
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,7 +58,7 @@ LB_P2C_MAX_RATIO=0.5
 TABLE_ROUNDS=${BENCH_TABLE_ROUNDS:-3}
 TABLE_SECONDS=${BENCH_TABLE_SECONDS:-4}
 TABLE_COUNT_SECONDS=${BENCH_TABLE_COUNT_SECONDS:-2}
-TABLE_LOADS=("-t1 -c16" "-t2 -c64" "-t2 -c256")
+IFS=';' read -ra TABLE_LOADS <<<"${BENCH_TABLE_LOADS:--t1 -c16;-t2 -c64;-t2 -c256}"
 TABLE_BASE=${BENCH_TABLE_BASE:-}
 
 step() { printf '\n== %s\n' "$*" >&2; }
@@ -811,6 +812,71 @@ LUA
     stop "${pids[@]}"
     pids=()
 
+    # User-space instructions per request, which no load on the machine changes: each server alone
+    # under callgrind (instrumentation switched on only around the counted wrk run), wrk -t1 -c4.
+    declare -A t_ir
+    # The dumps callgrind wrote for OUT so far (OUT.1, OUT.2, ...), one a line.
+    dumps() { local f; for f in "$1".*; do [ -e "$f" ] && echo "$f"; done; return 0; }
+    if command -v valgrind >/dev/null && command -v callgrind_control >/dev/null; then
+        cg_dir=$t_work/callgrind
+        mkdir -p "$cg_dir"
+        cat >"$cg_dir/nginx.conf" <<NGINX
+worker_processes 1;
+master_process off;
+daemon off;
+pid $cg_dir/nginx.pid;
+error_log $cg_dir/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $cg_dir/body;
+    server {
+        listen 127.0.0.1:${ports[0]};
+        location /serviceAddr { default_type text/plain; return 200 "127.0.0.1:1111"; }
+        location /registerList { default_type text/plain; return 200 "127.0.0.1:1111 registered"; }
+    }
+}
+NGINX
+        for who in mini nginx1; do
+            out=$cg_dir/$who.out
+            if [ "$who" = mini ]; then
+                env -u MINI_THREADS valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
+                    "$mini" registry --listen 127.0.0.1:0 --probe-interval "$NO_PROBES" 2>"$cg_dir/mini.log" &
+                cg_pid=$!
+                pids+=("$cg_pid")
+                cg_addr=$(listen_addr "$cg_dir/mini.log" "$cg_pid")
+                register_lookup_instances "$cg_addr"
+            else
+                valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
+                    "$nginx_bin" -p "$cg_dir" -e "$cg_dir/error.log" -c "$cg_dir/nginx.conf" 2>"$cg_dir/nginx.log" &
+                cg_pid=$!
+                pids+=("$cg_pid")
+                cg_addr=127.0.0.1:${ports[0]}
+                wait_200 "$cg_addr" "/serviceAddr?queryParam=add"
+            fi
+            for kind in lookup beat; do
+                script=()
+                [ "$kind" = beat ] && script=(-s "$t_work/beat.lua")
+                wrk -t1 -c4 -d1s "${script[@]}" "http://$cg_addr${t_path[$kind]}" >/dev/null
+                callgrind_control -i on "$cg_pid" >/dev/null
+                n=$(wrk -t1 -c4 -d"${TABLE_SECONDS}s" "${script[@]}" "http://$cg_addr${t_path[$kind]}" | awk '/ requests in / {print $1}')
+                callgrind_control -i off "$cg_pid" >/dev/null
+                before=$(dumps "$out" | wc -l)
+                callgrind_control -d "$cg_pid" >/dev/null
+                for _ in $(seq 100); do [ "$(dumps "$out" | wc -l)" -gt "$before" ] && break; sleep 0.05; done
+                sleep 0.2
+                dump=$out.$((before + 1))
+                # Each dump holds what ran since the last one: the instrumented run only.
+                ir=$(awk '/^totals:/ {print $2}' "$dump")
+                t_ir[$kind-$who]=$(div "${ir:-0}" "$n" '%.0f')
+                echo "   callgrind $kind $who: ${t_ir[$kind-$who]} instructions/req ($n requests)" >&2
+            done
+            stop "$cg_pid"
+            pids=()
+        done
+    fi
+
     # field KIND LOAD WHO N: the median over rounds of field N (5 rps, 6 p50, 7 p99, 8 CPU us/req).
     t_med() {
         # shellcheck disable=SC2046
@@ -893,6 +959,17 @@ LUA
         echo "  ${TABLE_ALLOC_FNS[*]} (\`perf probe -x $libc\`), the same for mini and nginx; uprobes slow every call, so"
         echo "  they are never on in a timed run."
         echo
+        if [ -n "${t_ir[lookup-mini]:-}" ]; then
+            echo "User-space instructions per request (callgrind; each server alone, \`wrk -t1 -c4\`, instrumentation on"
+            echo "only around a ${TABLE_SECONDS} s run after a 1 s warm-up; every thread of the process; kernel work is not counted):"
+            echo
+            echo "| kind | mini, default | nginx, 1 worker (\`master_process off\`) | mini / nginx |"
+            echo "|---|---|---|---|"
+            for kind in lookup beat; do
+                echo "| $kind | ${t_ir[$kind-mini]} | ${t_ir[$kind-nginx1]} | $(div "${t_ir[$kind-mini]}" "${t_ir[$kind-nginx1]}")x |"
+            done
+            echo
+        fi
         echo "Syscalls per request by name:"
         echo
         printf -- '- %s\n' "${t_notes[@]}"
