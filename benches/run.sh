@@ -973,6 +973,25 @@ NGINX
         echo "Syscalls per request by name:"
         echo
         printf -- '- %s\n' "${t_notes[@]}"
+        echo
+        echo "Tried on the way and not kept (experiment builds of d8e2163, measured once by hand on 2026-12-01 in one"
+        echo "alternating run of lookups, 3 rounds x 3 s, load average 4-11; this section does not re-run them):"
+        echo
+        echo "- Reading speculatively after each flush (try the read, wait for epoll only on \`EAGAIN\`), what async-io"
+        echo "  did; the first bench had tried reading before arming the timer and found it slower too: 1.95 \`recvfrom\`"
+        echo "  and 3.05-3.13 syscalls per lookup instead of 1.00 and 2.09-2.15, CPU per lookup 3.60 / 3.00 / 3.25 us"
+        echo "  against 2.78 / 2.85 / 3.12 us at -t1 -c16 / -t2 -c64 / -t2 -c256 (+29 % / +5 % / +4 %). The lanes read"
+        echo "  only once epoll has reported the socket readable since the last read that drained it."
+        echo "- One listener per lane with \`SO_REUSEPORT\` instead of one listener shared by the lanes with"
+        echo "  \`EPOLLEXCLUSIVE\`: CPU per lookup 3.06 / 2.67 / 3.16 us against 2.78 / 2.85 / 3.12 us, rates within the"
+        echo "  noise. The kernel's hash splits one wrk thread's 16 connections over both lanes, each of which then"
+        echo "  waits and wakes for half the events (2.33 syscalls per lookup instead of 2.15), where the shared"
+        echo "  listener gives them all to the first waiting lane. Kept the shared listener: the caller's bind needs no"
+        echo "  socket option, and no other process of the same user can bind the port beside it."
+        echo "- Thread count: the default is one lane per core (2 here), against \`MINI_THREADS=1\` in the table above. With"
+        echo "  the shared listener a few connections from one client land on one lane, so at -t1 -c16 the default"
+        echo "  runs as one lane (checked with per-thread utime+stime: all on one lane in 5 of 5 runs), and at 64 and 256"
+        echo "  connections both lanes share the load (about even)."
         echo "<!-- /lookup-table -->"
     } >"$work/lookup-table.md"
     cat "$work/lookup-table.md" >&2
