@@ -10,15 +10,20 @@
 #   BENCH_ROUNDS=3        lookup rounds (each round runs mini, nginx, etcd in turn)
 #   BENCH_WRK_SECONDS=5   length of one wrk run
 #   BENCH_DNS_SECONDS=5   length of one dnsperf run
-#   BENCH_ONLY="lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation pick dns"
-#                         sections to run (one section alone: BENCH_ONLY=pick BENCH_OUT=/tmp/pick.md)
+#   BENCH_ONLY="lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation pick dns lookup-table"
+#                         sections to run (one section alone: BENCH_ONLY=pick BENCH_OUT=/tmp/pick.md;
+#                         `lookup-table` alone rewrites only its own part of BENCH.md)
 #   BENCH_OUT=BENCH.md    where to write the report
+#   BENCH_TABLE_ROUNDS=3  lookup-table rounds (each runs every server at every load, alternating)
+#   BENCH_TABLE_SECONDS=4 length of one lookup-table wrk run (counting runs: BENCH_TABLE_COUNT_SECONDS=2)
+#   BENCH_TABLE_BASE=PATH another mini binary measured beside the others in the lookup table (before/after)
+#   BENCH_TABLE_LOADS="-t1 -c16;-t2 -c64;-t2 -c256"  the lookup table's wrk loads
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${BENCH_ROUNDS:-3}
 WRK_SECONDS=${BENCH_WRK_SECONDS:-5}
-ONLY=${BENCH_ONLY:-lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation pick dns}
+ONLY=${BENCH_ONLY:-lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation pick dns lookup-table}
 OUT=${BENCH_OUT:-BENCH.md}
 # Lookup load: one wrk thread, 50 keep-alive connections, for every server alike.
 WRK_THREADS=1
@@ -61,6 +66,13 @@ DNS_INSTANCES=10
 DNS_CLIENTS=4
 DOOR_CONNECTIONS=16
 DOOR_SECONDS=4
+# Lookup table (issue 13): mini (default settings, and MINI_THREADS=1) against nginx (1 worker, and
+# worker_processes auto) at these wrk loads, lookups and heartbeats, in alternating rounds.
+TABLE_ROUNDS=${BENCH_TABLE_ROUNDS:-3}
+TABLE_SECONDS=${BENCH_TABLE_SECONDS:-4}
+TABLE_COUNT_SECONDS=${BENCH_TABLE_COUNT_SECONDS:-2}
+IFS=';' read -ra TABLE_LOADS <<<"${BENCH_TABLE_LOADS:--t1 -c16;-t2 -c64;-t2 -c256}"
+TABLE_BASE=${BENCH_TABLE_BASE:-}
 
 step() { printf '\n== %s\n' "$*" >&2; }
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
@@ -789,9 +801,395 @@ if wants dns; then
         "\`${w_cmd[consul]}\`; \`${w_cmd[mini]}\`"
 fi
 
+# --- 12. lookup table: mini against nginx's two configurations at three loads --------------------------
+
+# Syscalls counted per run (raw_syscalls:sys_enter is the total; these name the usual ones).
+TABLE_SYSCALLS=(recvfrom sendto read write readv writev epoll_wait epoll_pwait epoll_pwait2 epoll_ctl
+    futex accept4 timerfd_settime sched_yield)
+# libc allocation entry points counted with uprobes (the same for mini and nginx).
+TABLE_ALLOC_FNS=(malloc calloc realloc posix_memalign aligned_alloc memalign)
+
+# utime+stime of a process and its descendants, in clock ticks.
+tree_ticks() {
+    local t=0 p v
+    for p in $(tree "$1"); do
+        v=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' /proc/"$p"/stat 2>/dev/null || echo 0)
+        t=$((t + v))
+    done
+    echo "$t"
+}
+wrk_pct() {
+    awk -v p="$2" '$1 == p {v = $2
+        if (v ~ /us$/) {sub(/us$/, "", v); v /= 1000} else if (v ~ /ms$/) {sub(/ms$/, "", v)}
+        else if (v ~ /s$/) {sub(/s$/, "", v); v *= 1000}
+        printf "%.2f\n", v}' "$1"
+}
+wrk_requests() { awk '/ requests in / {print $1}' "$1"; }
+
+if wants lookup-table; then
+    step "lookup table: mini and nginx at ${#TABLE_LOADS[@]} loads, lookups and heartbeats, $TABLE_ROUNDS rounds of ${TABLE_SECONDS}s"
+    t_work=$work/table
+    mkdir -p "$t_work"
+    declare -A t_pid t_addr t_label t_threads
+    t_who=(mini mini1)
+    # Default settings: no MINI_THREADS, no flag beyond the listen address and the idle prober.
+    env -u MINI_THREADS "$mini" registry --listen 127.0.0.1:0 --probe-interval "$NO_PROBES" 2>"$t_work/mini.log" &
+    t_pid[mini]=$!
+    pids+=($!)
+    MINI_THREADS=1 "$mini" registry --listen 127.0.0.1:0 --probe-interval "$NO_PROBES" 2>"$t_work/mini1.log" &
+    t_pid[mini1]=$!
+    pids+=($!)
+    t_label[mini]="mini, default"
+    t_label[mini1]="mini, \`MINI_THREADS=1\`"
+    if [ -n "$TABLE_BASE" ]; then
+        t_who+=(base)
+        env -u MINI_THREADS "$TABLE_BASE" registry --listen 127.0.0.1:0 --probe-interval "$NO_PROBES" 2>"$t_work/base.log" &
+        t_pid[base]=$!
+        pids+=($!)
+        t_label[base]="mini before (\`$(basename "$TABLE_BASE")\`), default"
+    fi
+    for who in "${t_who[@]}"; do
+        t_addr[$who]=$(listen_addr "$t_work/$who.log" "${t_pid[$who]}")
+        register_lookup_instances "${t_addr[$who]}"
+    done
+    mapfile -t ports < <("$bench" free-ports 2)
+    i=0
+    for who in nginx1 nginxauto; do
+        dir=$t_work/$who
+        mkdir -p "$dir"
+        workers=1
+        [ "$who" = nginxauto ] && workers=auto
+        cat >"$dir/nginx.conf" <<NGINX
+worker_processes $workers;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $dir/body;
+    server {
+        listen 127.0.0.1:${ports[$i]};
+        location /serviceAddr { default_type text/plain; return 200 "127.0.0.1:1111"; }
+        location /registerList { default_type text/plain; return 200 "127.0.0.1:1111 registered"; }
+    }
+}
+NGINX
+        "$nginx_bin" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" &
+        t_pid[$who]=$!
+        pids+=($!)
+        t_addr[$who]=127.0.0.1:${ports[$i]}
+        wait_200 "${t_addr[$who]}" "/serviceAddr?queryParam=add"
+        i=$((i + 1))
+    done
+    t_label[nginx1]="nginx, \`worker_processes 1\`"
+    t_label[nginxauto]="nginx, \`worker_processes auto\`"
+    t_who+=(nginx1 nginxauto)
+    sleep 0.2
+    for who in "${t_who[@]}"; do
+        t_threads[$who]=$(for p in $(tree "${t_pid[$who]}"); do awk '/^Threads:/ {print $2}' /proc/"$p"/status; done | awk '{n += $1} END {print n}')
+    done
+    cat >"$t_work/beat.lua" <<'LUA'
+-- wrk: the original heartbeat, POST /registerList?ip=127.0.0.1:1111 with an empty body.
+wrk.method = "POST"
+wrk.body = ""
+LUA
+    declare -A t_path=([lookup]="/serviceAddr?queryParam=add" [beat]="/registerList?ip=127.0.0.1:1111")
+    t_cmd() { # kind load who seconds
+        local script=""
+        [ "$1" = beat ] && script="-s $t_work/beat.lua"
+        echo "wrk $2 -d${4}s --latency --timeout 2s $script http://${t_addr[$3]}${t_path[$1]}"
+    }
+    t_runs=$t_work/runs.txt
+    : >"$t_runs"
+    hz=$(getconf CLK_TCK)
+    for round in $(seq "$TABLE_ROUNDS"); do
+        for load in "${TABLE_LOADS[@]}"; do
+            for kind in lookup beat; do
+                for who in "${t_who[@]}"; do
+                    out=$t_work/wrk-$kind-${load// /}-$who-$round.txt
+                    c0=$(tree_ticks "${t_pid[$who]}")
+                    # shellcheck disable=SC2046
+                    $(t_cmd "$kind" "$load" "$who" "$TABLE_SECONDS") >"$out"
+                    c1=$(tree_ticks "${t_pid[$who]}")
+                    n=$(wrk_requests "$out")
+                    cpu=$(awk -v d=$((c1 - c0)) -v hz="$hz" -v n="$n" 'BEGIN {printf "%.2f", 1e6 * d / hz / n}')
+                    echo "$kind|$load|$who|$round|$(wrk_rps "$out")|$(wrk_pct "$out" 50%)|$(wrk_pct "$out" 99%)|$cpu|$(wrk_errors "$out")" >>"$t_runs"
+                    echo "   round $round $kind ${load} $who: $(wrk_rps "$out") req/s, p50 $(wrk_pct "$out" 50%) ms, p99 $(wrk_pct "$out" 99%) ms, $cpu us CPU/req" >&2
+                done
+            done
+        done
+    done
+
+    # Counting runs (after the timed rounds, still alternating): syscalls with perf's tracepoints, then
+    # heap allocations with uprobes on libc's allocator (they slow every call, so never in a timed run).
+    t_counts=$t_work/counts.txt
+    : >"$t_counts"
+    libc=$(ldd "$mini" | awk '/libc\.so/ {print $3}')
+    probes_ok=0
+    alloc_events=""
+    if command -v perf >/dev/null && [ -n "$libc" ]; then
+        perf probe -q -d 'mini_bench:*' >/dev/null 2>&1 || true
+        for f in "${TABLE_ALLOC_FNS[@]}"; do
+            perf probe -q -x "$libc" --add "mini_bench:$f=$f" >/dev/null 2>&1 && alloc_events+="${alloc_events:+,}mini_bench:$f"
+        done
+        [ -n "$alloc_events" ] && probes_ok=1
+    fi
+    sys_events=raw_syscalls:sys_enter
+    for s in "${TABLE_SYSCALLS[@]}"; do
+        [ -d /sys/kernel/tracing/events/syscalls/sys_enter_$s ] && sys_events+=",syscalls:sys_enter_$s"
+    done
+    # count_run KIND LOAD WHO EVENTS OUT: perf stat on the server's processes around one wrk run;
+    # prints the requests the run made.
+    count_run() {
+        local p list
+        list=$(tree "${t_pid[$3]}" | paste -sd,)
+        perf stat -x';' -e "$4" -p "$list" -o "$5" &
+        p=$!
+        sleep 0.3
+        # shellcheck disable=SC2046
+        $(t_cmd "$1" "$2" "$3" "$TABLE_COUNT_SECONDS") >"$5.wrk"
+        kill -INT "$p"
+        wait "$p" || true
+        wrk_requests "$5.wrk"
+    }
+    # Sum of the counters whose name matches a regexp, in a perf stat -x';' file.
+    perf_sum() { awk -F';' -v re="$2" '$3 ~ re && $1 ~ /^[0-9]+$/ {n += $1} END {print n + 0}' "$1"; }
+    for load in "${TABLE_LOADS[@]}"; do
+        for kind in lookup beat; do
+            for who in "${t_who[@]}"; do
+                base=$t_work/count-$kind-${load// /}-$who
+                n=$(count_run "$kind" "$load" "$who" "$sys_events" "$base.sys")
+                total=$(perf_sum "$base.sys" '^raw_syscalls:sys_enter$')
+                per=$(div "$total" "$n")
+                parts=""
+                for s in "${TABLE_SYSCALLS[@]}"; do
+                    c=$(perf_sum "$base.sys" "^syscalls:sys_enter_$s\$")
+                    [ "$c" -gt 0 ] 2>/dev/null && parts+="${parts:+, }$s $(div "$c" "$n")"
+                done
+                allocs=n/a
+                if [ "$probes_ok" = 1 ]; then
+                    na=$(count_run "$kind" "$load" "$who" "$alloc_events" "$base.alloc")
+                    allocs=$(div "$(perf_sum "$base.alloc" '^mini_bench:')" "$na")
+                fi
+                echo "$kind|$load|$who|$per|$parts|$allocs" >>"$t_counts"
+                echo "   counts $kind $load $who: $per syscalls/req ($parts); $allocs allocations/req" >&2
+            done
+        done
+    done
+    [ "$probes_ok" = 1 ] && perf probe -q -d 'mini_bench:*' >/dev/null 2>&1
+    t_load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+    stop "${pids[@]}"
+    pids=()
+
+    # User-space instructions per request, which no load on the machine changes: each server alone
+    # under callgrind (instrumentation switched on only around the counted wrk run), wrk -t1 -c4.
+    declare -A t_ir
+    # The dumps callgrind wrote for OUT so far (OUT.1, OUT.2, ...), one a line.
+    dumps() { local f; for f in "$1".*; do [ -e "$f" ] && echo "$f"; done; return 0; }
+    if command -v valgrind >/dev/null && command -v callgrind_control >/dev/null; then
+        cg_dir=$t_work/callgrind
+        mkdir -p "$cg_dir"
+        cat >"$cg_dir/nginx.conf" <<NGINX
+worker_processes 1;
+master_process off;
+daemon off;
+pid $cg_dir/nginx.pid;
+error_log $cg_dir/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $cg_dir/body;
+    server {
+        listen 127.0.0.1:${ports[0]};
+        location /serviceAddr { default_type text/plain; return 200 "127.0.0.1:1111"; }
+        location /registerList { default_type text/plain; return 200 "127.0.0.1:1111 registered"; }
+    }
+}
+NGINX
+        for who in mini nginx1; do
+            out=$cg_dir/$who.out
+            if [ "$who" = mini ]; then
+                env -u MINI_THREADS valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
+                    "$mini" registry --listen 127.0.0.1:0 --probe-interval "$NO_PROBES" 2>"$cg_dir/mini.log" &
+                cg_pid=$!
+                pids+=("$cg_pid")
+                cg_addr=$(listen_addr "$cg_dir/mini.log" "$cg_pid")
+                register_lookup_instances "$cg_addr"
+            else
+                valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
+                    "$nginx_bin" -p "$cg_dir" -e "$cg_dir/error.log" -c "$cg_dir/nginx.conf" 2>"$cg_dir/nginx.log" &
+                cg_pid=$!
+                pids+=("$cg_pid")
+                cg_addr=127.0.0.1:${ports[0]}
+                wait_200 "$cg_addr" "/serviceAddr?queryParam=add"
+            fi
+            for kind in lookup beat; do
+                script=()
+                [ "$kind" = beat ] && script=(-s "$t_work/beat.lua")
+                wrk -t1 -c4 -d1s "${script[@]}" "http://$cg_addr${t_path[$kind]}" >/dev/null
+                callgrind_control -i on "$cg_pid" >/dev/null
+                n=$(wrk -t1 -c4 -d"${TABLE_SECONDS}s" "${script[@]}" "http://$cg_addr${t_path[$kind]}" | awk '/ requests in / {print $1}')
+                callgrind_control -i off "$cg_pid" >/dev/null
+                before=$(dumps "$out" | wc -l)
+                callgrind_control -d "$cg_pid" >/dev/null
+                for _ in $(seq 100); do [ "$(dumps "$out" | wc -l)" -gt "$before" ] && break; sleep 0.05; done
+                sleep 0.2
+                dump=$out.$((before + 1))
+                # Each dump holds what ran since the last one: the instrumented run only.
+                ir=$(awk '/^totals:/ {print $2}' "$dump")
+                t_ir[$kind-$who]=$(div "${ir:-0}" "$n" '%.0f')
+                echo "   callgrind $kind $who: ${t_ir[$kind-$who]} instructions/req ($n requests)" >&2
+            done
+            stop "$cg_pid"
+            pids=()
+        done
+    fi
+
+    # field KIND LOAD WHO N: the median over rounds of field N (5 rps, 6 p50, 7 p99, 8 CPU us/req).
+    t_med() {
+        # shellcheck disable=SC2046
+        median $(awk -F'|' -v k="$1" -v l="$2" -v w="$3" -v f="$4" '$1 == k && $2 == l && $3 == w {print $f}' "$t_runs")
+    }
+    # The median over rounds of WHO's field N over REF's in the same round.
+    t_ratio() {
+        # shellcheck disable=SC2046
+        median $(awk -F'|' -v k="$1" -v l="$2" -v a="$3" -v b="$4" -v f="$5" '
+            $1 == k && $2 == l && $3 == a {x[$4] = $f}
+            $1 == k && $2 == l && $3 == b {y[$4] = $f}
+            END {for (r in x) if (r in y && y[r] > 0) printf "%.2f\n", x[r] / y[r]}' "$t_runs")
+    }
+    t_count() { awk -F'|' -v k="$1" -v l="$2" -v w="$3" -v f="$4" '$1 == k && $2 == l && $3 == w {print $f}' "$t_counts"; }
+    t_rows=()
+    t_notes=()
+    t_goal=()
+    for kind in lookup beat; do
+        for load in "${TABLE_LOADS[@]}"; do
+            # nginx's better configuration at this load: the higher median rate.
+            best=nginx1
+            le "$(t_med "$kind" "$load" nginx1 5)" "$(t_med "$kind" "$load" nginxauto 5)" && best=nginxauto
+            for who in "${t_who[@]}"; do
+                rps=$(t_med "$kind" "$load" "$who" 5)
+                errors=$(awk -F'|' -v k="$kind" -v l="$load" -v w="$who" '$1 == k && $2 == l && $3 == w {n += $9} END {print n + 0}' "$t_runs")
+                vs="-"
+                if [[ $who == mini* || $who == base ]]; then
+                    r_rate=$(t_ratio "$kind" "$load" "$who" "$best" 5)
+                    r_cpu=$(t_ratio "$kind" "$load" "$who" "$best" 8)
+                    r_p99=$(t_ratio "$kind" "$load" "$who" "$best" 7)
+                    vs="rate ${r_rate}x, CPU ${r_cpu}x, p99 ${r_p99}x"
+                elif [ "$who" = "$best" ]; then
+                    vs="(better nginx here)"
+                fi
+                t_rows+=("| $kind | \`$load\` | ${t_label[$who]} | $rps | $(t_med "$kind" "$load" "$who" 6) / $(t_med "$kind" "$load" "$who" 7) | $(t_med "$kind" "$load" "$who" 8) | $(t_count "$kind" "$load" "$who" 4) | $(t_count "$kind" "$load" "$who" 6) | $errors | $vs |")
+                t_notes+=("$kind \`$load\` ${t_label[$who]}: $(t_count "$kind" "$load" "$who" 5)")
+                if [ "$who" = mini ]; then
+                    sys=$(t_count "$kind" "$load" mini 4)
+                    al=$(t_count "$kind" "$load" mini 6)
+                    goal="$kind \`$load\`: rate ${r_rate}x ($(verdict le 1.0 "$r_rate")), CPU ${r_cpu}x ($(verdict le "$r_cpu" 1.0))"
+                    [ "$load" = "${TABLE_LOADS[0]}" ] && goal+=", p99 ${r_p99}x ($(verdict le "$r_p99" 1.5))"
+                    goal+=", $sys syscalls/req ($(verdict le "$sys" 3)), $al allocations/req ($(verdict le "$al" 2))"
+                    t_goal+=("$goal")
+                fi
+            done
+        done
+    done
+    t_cmds="$(t_cmd lookup "${TABLE_LOADS[0]}" mini "$TABLE_SECONDS" | sed "s#${t_addr[mini]}#HOST:PORT#")"
+    t_cmds_beat="$(t_cmd beat "${TABLE_LOADS[0]}" mini "$TABLE_SECONDS" | sed "s#${t_addr[mini]}#HOST:PORT#; s#$t_work/##")"
+    {
+        echo "<!-- lookup-table: written by \`BENCH_ONLY=lookup-table bash benches/run.sh\` (or \`just bench\`); the rest of BENCH.md is left as it is -->"
+        echo "## Lookup table: mini against nginx's two configurations (issue 13)"
+        echo
+        echo "Taken on $(date -u '+%Y-%m-%d %H:%M UTC') at commit \`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\` on $(uname -sr), $threads cores;"
+        echo "load average before: $load_start, after: $t_load_end (other builds and tests were running: read the ratios"
+        echo "and the counts, not the absolute rates). $TABLE_ROUNDS rounds; each round runs every server in turn at every load, for"
+        echo "lookups then heartbeats, ${TABLE_SECONDS} s per wrk run; rates, latencies and CPU are medians over the rounds, ratios"
+        echo "medians of the per-round ratios against nginx's better configuration at that load (the one with the higher"
+        echo "median rate, marked). Threads: $(for w in "${t_who[@]}"; do printf '%s %s; ' "${t_label[$w]}" "${t_threads[$w]}"; done | sed 's/; $//')."
+        echo
+        echo "| kind | load | server | req/s | p50 / p99 ms | CPU us/req | syscalls/req | allocations/req | errors | vs nginx's better |"
+        echo "|---|---|---|---|---|---|---|---|---|---|"
+        printf '%s\n' "${t_rows[@]}"
+        echo
+        echo "Goal (issue 13), mini with default settings:"
+        echo
+        printf -- '- %s\n' "${t_goal[@]}"
+        echo
+        echo "How each figure is taken:"
+        echo
+        echo "- Lookups: \`$t_cmds\`; heartbeats: \`$t_cmds_beat\` (\`beat.lua\` sets \`wrk.method = \"POST\"\`, \`wrk.body = \"\"\`)."
+        echo "  Every server is started once and kept for the whole section: mini with \`registry --listen 127.0.0.1:0"
+        echo "  --probe-interval $NO_PROBES\` and 5 instances (\`PUT ...?ttl=60m\`); nginx with \`return 200\` of the same bodies"
+        echo "  (\`127.0.0.1:1111\`, \`127.0.0.1:1111 registered\`), \`access_log off\`, \`keepalive_requests 1000000\`."
+        echo "- req/s, p50, p99: wrk's own figures (\`--latency\`). CPU per request: utime+stime of the server's processes"
+        echo "  (all threads; nginx's master and workers) from /proc/PID/stat before and after the run, over wrk's request count."
+        echo "- Syscalls per request: a separate ${TABLE_COUNT_SECONDS} s run per cell after the timed rounds, \`perf stat -e raw_syscalls:sys_enter\`"
+        echo "  (every syscall) attached to the server's processes, over that run's requests; the split below names the usual ones."
+        echo "- Allocations per request: another ${TABLE_COUNT_SECONDS} s run per cell, \`perf stat\` on uprobes at libc's"
+        echo "  ${TABLE_ALLOC_FNS[*]} (\`perf probe -x $libc\`), the same for mini and nginx; uprobes slow every call, so"
+        echo "  they are never on in a timed run."
+        echo
+        if [ -n "${t_ir[lookup-mini]:-}" ]; then
+            echo "User-space instructions per request (callgrind; each server alone, \`wrk -t1 -c4\`, instrumentation on"
+            echo "only around a ${TABLE_SECONDS} s run after a 1 s warm-up; every thread of the process; kernel work is not counted):"
+            echo
+            echo "| kind | mini, default | nginx, 1 worker (\`master_process off\`) | mini / nginx |"
+            echo "|---|---|---|---|"
+            for kind in lookup beat; do
+                echo "| $kind | ${t_ir[$kind-mini]} | ${t_ir[$kind-nginx1]} | $(div "${t_ir[$kind-mini]}" "${t_ir[$kind-nginx1]}")x |"
+            done
+            echo
+        fi
+        echo "Syscalls per request by name:"
+        echo
+        printf -- '- %s\n' "${t_notes[@]}"
+        echo
+        echo "Tried on the way and not kept (experiment builds of d8e2163, measured once by hand on 2026-12-01 in one"
+        echo "alternating run of lookups, 3 rounds x 3 s, load average 4-11; this section does not re-run them):"
+        echo
+        echo "- Reading speculatively after each flush (try the read, wait for epoll only on \`EAGAIN\`), what async-io"
+        echo "  did; the first bench had tried reading before arming the timer and found it slower too: 1.95 \`recvfrom\`"
+        echo "  and 3.05-3.13 syscalls per lookup instead of 1.00 and 2.09-2.15, CPU per lookup 3.60 / 3.00 / 3.25 us"
+        echo "  against 2.78 / 2.85 / 3.12 us at -t1 -c16 / -t2 -c64 / -t2 -c256 (+29 % / +5 % / +4 %). The lanes read"
+        echo "  only once epoll has reported the socket readable since the last read that drained it."
+        echo "- One listener per lane with \`SO_REUSEPORT\` instead of one listener shared by the lanes with"
+        echo "  \`EPOLLEXCLUSIVE\`: CPU per lookup 3.06 / 2.67 / 3.16 us against 2.78 / 2.85 / 3.12 us, rates within the"
+        echo "  noise. The kernel's hash splits one wrk thread's 16 connections over both lanes, each of which then"
+        echo "  waits and wakes for half the events (2.33 syscalls per lookup instead of 2.15), where the shared"
+        echo "  listener gives them all to the first waiting lane. Kept the shared listener: the caller's bind needs no"
+        echo "  socket option, and no other process of the same user can bind the port beside it."
+        echo "- Thread count: the default is one lane per core (2 here), against \`MINI_THREADS=1\` in the table above. With"
+        echo "  the shared listener a few connections from one client land on one lane, so at -t1 -c16 the default"
+        echo "  runs as one lane (checked with per-thread utime+stime: all on one lane in 5 of 5 runs), and at 64 and 256"
+        echo "  connections both lanes share the load (about even)."
+        echo "<!-- /lookup-table -->"
+    } >"$work/lookup-table.md"
+    cat "$work/lookup-table.md" >&2
+fi
+
 # --- report ------------------------------------------------------------------------------------------
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+# The lookup table is its own block of BENCH.md, between `<!-- lookup-table` and `<!-- /lookup-table -->`:
+# run alone it replaces only that block; with other sections the file is rewritten and the block is the
+# new one, or the previous file's when the table did not run.
+table_block=$work/lookup-table.md
+if [ "$(echo $ONLY)" = lookup-table ]; then
+    if [ -f "$OUT" ] && grep -q '^<!-- lookup-table' "$OUT"; then
+        awk -v f="$table_block" '/^<!-- lookup-table/ {while ((getline l < f) > 0) print l; on = 1}
+            !on {print} /^<!-- \/lookup-table -->/ {on = 0}' "$OUT" >"$OUT.tmp"
+    else
+        { [ -f "$OUT" ] && cat "$OUT" && echo; cat "$table_block"; } >"$OUT.tmp"
+    fi
+    mv "$OUT.tmp" "$OUT"
+    step "wrote the lookup table into $OUT in $((SECONDS - began)) s"
+    exit 0
+fi
+if [ ! -f "$table_block" ] && [ -f "$OUT" ]; then
+    awk '/^<!-- lookup-table/ {on = 1} on {print} /^<!-- \/lookup-table -->/ {on = 0}' "$OUT" >"$work/lookup-table.old.md"
+    table_block=$work/lookup-table.old.md
+fi
 {
     echo "# mini benchmarks"
     echo
@@ -901,6 +1299,10 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "  dnsmasq, then SRV against both. dnsperf shares the $threads cores with the server under test. The Consul"
     echo "  door's \`/v1/health/service/add\` (JSON with Node, Service and Checks per instance) is measured against mini's"
     echo "  own listing of the same instances with wrk, alternating, $ROUNDS rounds of ${DOOR_SECONDS} s."
+    if [ -s "$table_block" ]; then
+        echo
+        cat "$table_block"
+    fi
 } >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 step "wrote $OUT in $((SECONDS - began)) s"

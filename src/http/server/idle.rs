@@ -8,6 +8,9 @@
 //! A connection joins once ([`IdleConns::member`]) and then enters and leaves the idle set between
 //! every two requests without allocating: the set is a queue in the order connections became idle,
 //! where a connection that left is skipped (and swept out once such entries outnumber the idle ones).
+//! There is one queue per server lane, so a lane's connections enter and leave without touching a
+//! lock another lane takes per request; the cap compares the queues' oldest entries by the time they
+//! became idle, so the longest-idle connection of the whole server is the one reclaimed.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -15,21 +18,29 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 /// Marks a member that is not idle.
 const BUSY: u64 = u64::MAX;
 
 /// The idle connections of one server (the client's pool is [`crate::http::client`]'s own).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IdleConns {
-    queue: Mutex<Queue>,
+    /// One queue per lane (one for a server off the lanes).
+    shards: Box<[Mutex<Queue>]>,
+}
+
+impl Default for IdleConns {
+    fn default() -> Self {
+        IdleConns::with_shards(1)
+    }
 }
 
 #[derive(Debug, Default)]
 struct Queue {
-    /// `(turn, member)` in the order members became idle; an entry whose member's turn moved on is
-    /// stale.
-    order: VecDeque<(u64, Arc<Shared>)>,
+    /// `(turn, since, member)` in the order members became idle; an entry whose member's turn
+    /// moved on is stale.
+    order: VecDeque<(u64, Instant, Arc<Shared>)>,
     /// How many members are idle now.
     idle: usize,
     next_turn: u64,
@@ -90,6 +101,7 @@ impl Future for Reclaimed<'_> {
 #[derive(Debug)]
 pub struct IdleMember {
     conns: Arc<IdleConns>,
+    shard: usize,
     shared: Arc<Shared>,
 }
 
@@ -99,15 +111,28 @@ pub struct Ticket<'a> {
     member: &'a IdleMember,
 }
 
+fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
+    queue.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl IdleConns {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    /// An idle set with `shards` queues (at least one): one per lane of the server.
+    pub fn with_shards(shards: usize) -> IdleConns {
+        IdleConns {
+            shards: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
+        }
     }
 
-    /// A membership for one connection (it allocates here, once, not per wait).
+    /// A membership for one connection (it allocates here, once, not per wait), in the queue of
+    /// the lane running this thread.
     pub fn member(self: &Arc<Self>) -> IdleMember {
+        self.member_in(super::lane::current().unwrap_or(0))
+    }
+
+    fn member_in(self: &Arc<Self>, shard: usize) -> IdleMember {
         IdleMember {
             conns: self.clone(),
+            shard: shard % self.shards.len(),
             shared: Arc::new(Shared {
                 turn: AtomicU64::new(BUSY),
                 ..Shared::default()
@@ -117,17 +142,38 @@ impl IdleConns {
 
     /// Tells the longest-idle connection to close; false when none is idle.
     pub fn reclaim_oldest(&self) -> bool {
-        let mut queue = self.lock();
-        while let Some((turn, shared)) = queue.order.pop_front() {
-            if shared.turn.load(Ordering::Relaxed) == turn {
-                shared.turn.store(BUSY, Ordering::Relaxed);
-                queue.idle -= 1;
-                drop(queue);
-                shared.tell();
-                return true;
+        loop {
+            // The queue whose first live entry became idle first.
+            let mut oldest: Option<(Instant, usize)> = None;
+            for (i, shard) in self.shards.iter().enumerate() {
+                let mut queue = lock(shard);
+                while let Some((turn, _, shared)) = queue.order.front() {
+                    if shared.turn.load(Ordering::Relaxed) == *turn {
+                        break;
+                    }
+                    queue.order.pop_front();
+                }
+                if let Some((_, since, _)) = queue.order.front() {
+                    if oldest.is_none_or(|(t, _)| *since < t) {
+                        oldest = Some((*since, i));
+                    }
+                }
             }
+            let Some((_, i)) = oldest else {
+                return false;
+            };
+            let mut queue = lock(&self.shards[i]);
+            while let Some((turn, _, shared)) = queue.order.pop_front() {
+                if shared.turn.load(Ordering::Relaxed) == turn {
+                    shared.turn.store(BUSY, Ordering::Relaxed);
+                    queue.idle -= 1;
+                    drop(queue);
+                    shared.tell();
+                    return true;
+                }
+            }
+            // It left in the meantime: look again.
         }
-        false
     }
 }
 
@@ -145,7 +191,8 @@ impl IdleMember {
     /// smol::block_on(waiting.reclaimed());
     /// ```
     pub fn enter(&self) -> Ticket<'_> {
-        let mut queue = self.conns.lock();
+        let since = Instant::now();
+        let mut queue = lock(&self.conns.shards[self.shard]);
         let turn = queue.next_turn;
         queue.next_turn += 1;
         self.shared.turn.store(turn, Ordering::Relaxed);
@@ -154,9 +201,9 @@ impl IdleMember {
         if queue.order.len() >= 2 * queue.idle + 16 {
             queue
                 .order
-                .retain(|(t, s)| s.turn.load(Ordering::Relaxed) == *t);
+                .retain(|(t, _, s)| s.turn.load(Ordering::Relaxed) == *t);
         }
-        queue.order.push_back((turn, self.shared.clone()));
+        queue.order.push_back((turn, since, self.shared.clone()));
         Ticket { member: self }
     }
 }
@@ -174,7 +221,7 @@ impl Ticket<'_> {
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         {
-            let mut queue = self.member.conns.lock();
+            let mut queue = lock(&self.member.conns.shards[self.member.shard]);
             if self.member.shared.turn.swap(BUSY, Ordering::Relaxed) != BUSY {
                 queue.idle -= 1;
             }
@@ -201,7 +248,7 @@ mod tests {
         smol::block_on(second.reclaimed());
         assert!(conns.reclaim_oldest());
         assert!(!conns.reclaim_oldest());
-        assert_eq!(conns.lock().idle, 0);
+        assert_eq!(lock(&conns.shards[0]).idle, 0);
     }
 
     #[test]
@@ -213,12 +260,28 @@ mod tests {
         for _ in 0..10_000 {
             drop(busy.enter());
         }
-        let queue = conns.lock();
+        let queue = lock(&conns.shards[0]);
         assert!(
             queue.order.len() <= 2 * queue.idle + 16,
             "{}",
             queue.order.len()
         );
         assert_eq!(queue.idle, 1);
+    }
+
+    #[test]
+    fn the_oldest_across_lanes_is_reclaimed_first() {
+        let conns = Arc::new(IdleConns::with_shards(2));
+        let (a, b, c) = (conns.member_in(1), conns.member_in(0), conns.member_in(1));
+        let first = a.enter();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = b.enter();
+        let third = c.enter();
+        assert!(conns.reclaim_oldest());
+        assert!(first.member.shared.told.load(Ordering::SeqCst));
+        drop(second); // left before the cap came to it
+        assert!(conns.reclaim_oldest());
+        assert!(third.member.shared.told.load(Ordering::SeqCst));
+        assert!(!conns.reclaim_oldest());
     }
 }

@@ -1,34 +1,38 @@
-//! The HTTP/1.1 server: an accept loop and one task per connection.
+//! The HTTP/1.1 server: an accept loop on every lane and one task per connection.
 //!
 //! The codec is in [`decode`] (bytes to a borrowed [`Request`]) and [`encode`] ([`Response`] to
-//! bytes); this file only moves bytes and keeps time. Each connection reads into one bounded buffer,
-//! decodes as many pipelined requests as it holds, answers them in order into one output buffer and
-//! flushes before it would block on a read. Every wait has a deadline: a new connection must send its
-//! head within the head timeout, a kept-alive connection may idle for the idle timeout, a started
-//! request must complete within the head timeout (else 408), and a peer that stops reading is
-//! dropped after the write timeout.
+//! bytes); this file only moves bytes and keeps time, on the server's own threads ([`lane`], with
+//! its sockets in [`socket`]): a connection stays on the lane that accepted it. Each connection
+//! reads into one bounded buffer, decodes as many pipelined requests as it holds, answers them in
+//! order into one output buffer and flushes before it would wait on a read. Every wait has a
+//! deadline: a new connection must send its head within the head timeout, a kept-alive connection
+//! may idle for the idle timeout, a started request must complete within the head timeout (else
+//! 408), and a peer that stops reading is dropped after the write timeout.
 
 pub mod decode;
 pub mod encode;
 pub mod idle;
+pub(crate) mod lane;
+mod socket;
 
 use self::decode::{parse_request, Request, Version};
 use self::encode::Response;
 use self::idle::{IdleConns, IdleMember};
+use self::socket::{Listener, Stream};
 use super::buf::ReadBuf;
 use super::{
     HEAD_TIMEOUT, IDLE_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEAD_BYTES, WRITE_TIMEOUT,
 };
-use crate::rt;
-use async_net::{TcpListener, TcpStream};
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use async_net::TcpListener;
 use smol::Timer;
 use std::future::Future;
 use std::io;
-use std::net::Shutdown;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+pub use self::lane::threads;
 
 /// Bytes asked of the socket per read while a request is arriving.
 const READ_CHUNK: usize = 4096;
@@ -40,6 +44,8 @@ const MAX_PENDING_OUT: usize = 64 * 1024;
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 /// Longest wait between accept attempts while the process is out of descriptors.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Connections a lane accepts in a row before it lets its other tasks run.
+const ACCEPT_BURST: usize = 16;
 /// After an error reply, how long unread input is drained so the peer reads the reply, not a reset.
 const LINGER: Duration = Duration::from_millis(500);
 /// And how many bytes at most are drained.
@@ -89,6 +95,9 @@ pub trait Handler: Send + Sync + 'static {
 
 /// Accepts connections forever, one task each, never exiting on accept errors.
 ///
+/// Every lane accepts from `listener` (a duplicate of it each) and serves the connections it
+/// accepted. Dropping this future stops the listener at once: new connections are refused.
+///
 /// ```no_run
 /// # struct Hello;
 /// # impl mini::http::Handler for Hello {
@@ -101,29 +110,101 @@ pub trait Handler: Send + Sync + 'static {
 /// });
 /// ```
 pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, config: ServerConfig) {
-    let active = Arc::new(AtomicUsize::new(0));
-    let idle = Arc::new(IdleConns::default());
+    let lanes = match lane::lanes() {
+        Ok(lanes) => lanes,
+        Err(e) => {
+            eprintln!("mini: cannot start the server's threads ({e}); not serving");
+            return smol::future::pending().await;
+        }
+    };
+    let server = Arc::new(Server {
+        handler,
+        config,
+        active: Arc::new(AtomicUsize::new(0)),
+        idle: Arc::new(IdleConns::with_shards(lanes.len())),
+        stopped: AtomicBool::new(false),
+    });
+    let mut accepting = Vec::with_capacity(lanes.len());
+    for index in 0..lanes.len() {
+        match listener.as_fd().try_clone_to_owned() {
+            Ok(fd) => accepting.push(lane::spawn_on(lanes, index, accept(fd, server.clone()))),
+            Err(e) => eprintln!("mini: cannot hand the listener to lane {index} ({e})"),
+        }
+    }
+    let _stop = Stop {
+        listener,
+        server,
+        _accepting: accepting,
+    };
+    smol::future::pending().await
+}
+
+/// What every lane's accept loop and connections share.
+struct Server<H> {
+    handler: Arc<H>,
+    config: ServerConfig,
+    active: Arc<AtomicUsize>,
+    idle: Arc<IdleConns>,
+    stopped: AtomicBool,
+}
+
+/// Stops the listener when [`serve`] is dropped, then cancels the lanes' accept loops.
+struct Stop<H> {
+    listener: TcpListener,
+    server: Arc<Server<H>>,
+    _accepting: Vec<async_task::Task<()>>,
+}
+
+impl<H> Drop for Stop<H> {
+    fn drop(&mut self) {
+        self.server.stopped.store(true, Ordering::SeqCst);
+        socket::stop_listening(&self.listener);
+    }
+}
+
+/// One lane's accept loop on its duplicate `fd` of the listener.
+async fn accept<H: Handler>(fd: OwnedFd, server: Arc<Server<H>>) {
+    let listener = match Listener::register(fd) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("mini: cannot accept on a server lane ({e})");
+            return;
+        }
+    };
     let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut burst = 0;
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok(stream) => {
                 backoff = ACCEPT_BACKOFF_MIN;
                 // At the cap, an idle kept-alive connection makes room; with none idle, refuse.
-                let slot = match Slot::take(&active, config.max_connections) {
+                let max = server.config.max_connections;
+                let slot = match Slot::take(&server.active, max) {
                     Some(slot) => slot,
-                    None if idle.reclaim_oldest() => Slot::forced(&active),
+                    None if server.idle.reclaim_oldest() => Slot::forced(&server.active),
                     None => {
                         drop(stream);
                         continue;
                     }
                 };
-                let (handler, idle) = (handler.clone(), idle.member());
-                rt::spawn(async move {
+                let (conn_server, idle) = (server.clone(), server.idle.member());
+                let task = lane::spawn_here(async move {
                     let _slot = slot;
-                    Connection::new(stream, config, idle).run(&*handler).await;
-                })
-                .detach();
+                    let config = conn_server.config;
+                    Connection::new(stream, config, idle)
+                        .run(&*conn_server.handler)
+                        .await;
+                });
+                if let Some(task) = task {
+                    task.detach();
+                }
+                burst += 1;
+                if burst == ACCEPT_BURST {
+                    burst = 0;
+                    smol::future::yield_now().await;
+                }
             }
+            Err(_) if server.stopped.load(Ordering::SeqCst) => return,
             Err(e) if is_per_connection(&e) => {}
             Err(e) => {
                 if backoff == ACCEPT_BACKOFF_MIN {
@@ -177,7 +258,7 @@ struct Connection {
 }
 
 struct Io {
-    stream: TcpStream,
+    stream: Stream,
     config: ServerConfig,
     idle: IdleMember,
     output: Vec<u8>,
@@ -186,8 +267,7 @@ struct Io {
 }
 
 impl Connection {
-    fn new(stream: TcpStream, config: ServerConfig, idle: IdleMember) -> Connection {
-        let _ = stream.set_nodelay(true);
+    fn new(stream: Stream, config: ServerConfig, idle: IdleMember) -> Connection {
         Connection {
             input: ReadBuf::new(),
             io: Io {
@@ -206,10 +286,11 @@ impl Connection {
         loop {
             // Read until a whole request is in the buffer, or the connection ends.
             let decoded = loop {
-                match parse_request(input.filled()) {
-                    Ok(Some(found)) => break Ok(found),
-                    Ok(None) => {}
-                    Err(e) => break Err(Response::error(e.status(), e)),
+                // An empty buffer needs more, as the parser would say.
+                match (!input.is_empty()).then(|| parse_request(input.filled())) {
+                    Some(Ok(Some(found))) => break Ok(found),
+                    None | Some(Ok(None)) => {}
+                    Some(Err(e)) => break Err(Response::error(e.status(), e)),
                 }
                 match io.read_more(&mut input).await {
                     Ok(true) => {}
@@ -285,6 +366,7 @@ impl Io {
     /// request, after which the socket is left alone.
     async fn peer_gone(&mut self, pending: usize, later: &mut Vec<u8>) {
         let mut chunk = [0u8; 512];
+        self.stream.set_deadline(None);
         loop {
             if pending + later.len() >= MAX_HEAD_BYTES + MAX_BODY_BYTES {
                 return smol::future::pending().await;
@@ -320,7 +402,7 @@ impl Io {
         // before its last answer is sent, so a peer that read the answer finds it reclaimable.
         let ticket = (input.is_empty() && self.served > 0).then(|| self.idle.enter());
         let limit = self.config.write_timeout;
-        if !flush(&mut self.stream, &mut self.output, limit).await {
+        if !flush(&self.stream, &mut self.output, limit).await {
             return Err(Timeout::Quiet);
         }
         let (deadline, on_timeout) = self.read_deadline(input.is_empty());
@@ -332,7 +414,8 @@ impl Io {
             READ_CHUNK
         };
         let room = input.spare(want);
-        let stream = &mut self.stream;
+        let stream = &self.stream;
+        stream.set_deadline(Some(deadline));
         let read = async { Some(stream.read(room).await) };
         let reclaimed = async {
             match &ticket {
@@ -341,11 +424,11 @@ impl Io {
             }
             None
         };
-        let left = deadline.saturating_duration_since(Instant::now());
-        let read = rt::timeout(left, smol::future::or(read, reclaimed)).await;
+        let read = smol::future::or(read, reclaimed).await;
         drop(ticket);
-        let n = match read.flatten() {
+        let n = match read {
             Some(Ok(n)) => n,
+            Some(Err(e)) if e.kind() == io::ErrorKind::TimedOut => return Err(on_timeout),
             Some(Err(_)) => 0,
             None => return Err(on_timeout),
         };
@@ -369,24 +452,18 @@ impl Io {
 
     /// Writes queued output; false when the peer is gone or too slow.
     async fn flush(&mut self) -> bool {
-        flush(
-            &mut self.stream,
-            &mut self.output,
-            self.config.write_timeout,
-        )
-        .await
+        flush(&self.stream, &mut self.output, self.config.write_timeout).await
     }
 
     /// Stops sending and drains what the peer still sends, briefly, so it reads our error reply.
     async fn linger(&mut self) {
-        let _ = self.stream.shutdown(Shutdown::Write);
+        self.stream.shutdown_write();
         let mut sink = [0u8; 1024];
         let mut drained = 0;
-        let deadline = Instant::now() + LINGER;
+        self.stream.set_deadline(Some(Instant::now() + LINGER));
         while drained < LINGER_BYTES {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rt::timeout(left, self.stream.read(&mut sink)).await {
-                Some(Ok(n)) if n > 0 => drained += n,
+            match self.stream.read(&mut sink).await {
+                Ok(n) if n > 0 => drained += n,
                 _ => return,
             }
         }
@@ -394,13 +471,14 @@ impl Io {
 }
 
 /// Writes `output` within `limit` and clears it; false when the peer is gone or too slow.
-async fn flush(stream: &mut TcpStream, output: &mut Vec<u8>, limit: Duration) -> bool {
+async fn flush(stream: &Stream, output: &mut Vec<u8>, limit: Duration) -> bool {
     if output.is_empty() {
         return true;
     }
-    let written = rt::timeout(limit, stream.write_all(output)).await;
+    stream.set_deadline(Some(Instant::now() + limit));
+    let written = stream.write_all(output).await;
     output.clear();
-    matches!(written, Some(Ok(())))
+    written.is_ok()
 }
 
 /// Which kind of read deadline passed.
