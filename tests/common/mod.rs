@@ -187,6 +187,27 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Whether the peer closes within `limit` (EOF or reset) without sending a byte: `false` when
+    /// it is still open at the end; panics if it sends anything.
+    pub async fn closes_within(&mut self, limit: std::time::Duration) -> bool {
+        let mut chunk = [0u8; 64];
+        let read = async {
+            match self.stream.read(&mut chunk).await {
+                Ok(0) => true,
+                Ok(n) => panic!("got {n} bytes from a connection expected silent"),
+                Err(e) if is_reset(&e) => true,
+                Err(e) => panic!("read: {e}"),
+            }
+        };
+        smol::future::or(read, async {
+            smol::Timer::after(limit).await;
+            false
+        })
+        .await
+    }
+}
+
 fn is_reset(e: &io::Error) -> bool {
     matches!(
         e.kind(),
