@@ -7,8 +7,9 @@
 //!
 //! | | memory | etcd |
 //! |---|---|---|
-//! | register / renew / deregister | applied to the local state only | applied locally at once and written to etcd; the watch brings other registries' writes |
-//! | lease expiry | the local sweeper | etcd's lease; the watch brings the deletion |
+//! | register / deregister | applied to the local state only | applied locally at once and written to etcd in a batched txn; the watch brings other registries' writes |
+//! | renew (a beat) | the local state | the local state only, whichever registry owns the key: etcd hears of changes, not beats |
+//! | lease expiry | the local sweeper | the sweep of the registry that owns the key (deletes it); a dead owner's keys go with its session lease, and a registry that still hears the instance re-owns it |
 //! | probing | this registry | only the election's leader, which writes health into etcd |
 //!
 //! A store never sees the state or [`crate::registry::Shared`]: its writes return results, and
@@ -17,6 +18,8 @@
 
 mod etcd;
 mod etcd_keys;
+mod known;
+mod writer;
 
 pub use etcd::{Batch, EtcdStore, Feed};
 
@@ -69,8 +72,9 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 impl Store {
-    /// Opens the configured store; `id` names this registry in etcd's election, `ttl` is the
-    /// election lease (a dead leader is replaced within about one `ttl`).
+    /// Opens the configured store; `id` names this registry in etcd, `ttl` is its session lease
+    /// (its keys outlive it by at most that) and its election lease (a dead leader is replaced
+    /// within about one `ttl`).
     pub fn open(config: &StoreConfig, id: String, ttl: Duration) -> Store {
         match config {
             StoreConfig::Memory => Store::Memory,
@@ -90,7 +94,8 @@ impl Store {
     }
 
     /// Writes a registration or renewal of `addr` under `service` with a lease of `ttl`, already
-    /// applied locally; returns whether the store created the key (memory: nothing to write).
+    /// applied locally; returns whether the store created the key (memory: nothing to write; etcd:
+    /// nothing either for a renewal of a key it has, which answers without waiting).
     pub async fn put(&self, service: &str, addr: &str, ttl: Duration) -> Result<bool, StoreError> {
         match self {
             Store::Memory => Ok(false),
@@ -127,7 +132,8 @@ impl Store {
         }
     }
 
-    /// Whether this registry expires leases itself (etcd expires them in etcd mode).
+    /// Whether the registry's own sweep loop expires leases (in etcd mode the store's sweep does,
+    /// for the keys this registry owns).
     pub fn sweeps(&self) -> bool {
         matches!(self, Store::Memory)
     }
