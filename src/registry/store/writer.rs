@@ -414,6 +414,7 @@ fn drop_unwanted(core: &Core, jobs: Vec<Job>, session: i64) -> Vec<Job> {
 
 /// Records a txn etcd applied at `rev` and replies to whoever waits.
 fn applied(core: &Core, jobs: Vec<Job>, lease: i64, rev: i64, deleted: &[i64]) {
+    let mut reowned = Vec::new();
     {
         let now = Instant::now();
         let mut known = lock(&core.known);
@@ -433,6 +434,7 @@ fn applied(core: &Core, jobs: Vec<Job>, lease: i64, rev: i64, deleted: &[i64]) {
                 ) => {
                     known.wrote(s, a, value, lease, rev, None, *excluded);
                     known.settle(c);
+                    reowned.push((s, a));
                 }
                 Write::Chore(c @ Chore::Expire { .. }) => {
                     // A beat that came back meanwhile: the deletion's event re-owns it.
@@ -445,8 +447,14 @@ fn applied(core: &Core, jobs: Vec<Job>, lease: i64, rev: i64, deleted: &[i64]) {
             }
         }
     }
-    for (job, n) in jobs.into_iter().zip(deleted) {
-        if let Some(reply) = job.reply {
+    for (s, a) in reowned {
+        log::line(
+            "registry",
+            format_args!("{s} {a} re-owned: it left etcd but beats here (session lease {lease})"),
+        );
+    }
+    for (job, n) in jobs.iter().zip(deleted) {
+        if let Some(reply) = &job.reply {
             let _ = reply.try_send(Ok(*n));
         }
     }
