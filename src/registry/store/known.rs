@@ -146,18 +146,34 @@ impl Known {
     }
 
     /// A beat received here at `now` for `addr` in `service` with `value`: notes it and says
-    /// whether etcd must hear of it.
+    /// whether etcd must hear of it. A new one is noted as heard and busy at once, so the sweep
+    /// leaves it alone until its put is applied ([`Known::wrote`]) or failed ([`Known::abandon`]).
     pub fn beat(&mut self, service: &str, addr: &str, value: &InstanceValue, now: Instant) -> Beat {
-        let Some(e) = self.get_mut(service, addr) else {
-            return Beat::Write { new: true };
-        };
-        if e.lease.is_none() && !e.heard(now) {
-            return Beat::Write { new: true }; // a tombstone: deleted, not being put back
+        let until = deadline(now, value);
+        if let Some(e) = self.get_mut(service, addr) {
+            if e.lease.is_some() || e.heard(now) {
+                e.alive_until = Some(until);
+                return match e.lease.is_some() && e.value != *value {
+                    true => Beat::Write { new: false },
+                    false => Beat::Absorbed, // in etcd, or on its way there
+                };
+            }
         }
-        e.alive_until = Some(deadline(now, value));
-        match e.lease.is_some() && e.value != *value {
-            true => Beat::Write { new: false },
-            false => Beat::Absorbed,
+        // New, or a tombstone (deleted, not being put back): a registration.
+        let e = self.entry(service, addr, || Entry::tombstone(0));
+        e.value = value.clone();
+        e.alive_until = Some(until);
+        e.busy = true;
+        Beat::Write { new: true }
+    }
+
+    /// A registration's put failed: the instance is not registered (the caller undid it locally).
+    pub fn abandon(&mut self, service: &str, addr: &str) {
+        if let Some(e) = self.get_mut(service, addr) {
+            e.busy = false;
+            if e.lease.is_none() {
+                e.alive_until = None; // a tombstone: the next sweep drops it
+            }
         }
     }
 
@@ -167,7 +183,8 @@ impl Known {
     }
 
     /// Records a put of ours at `rev` on `lease`; `alive_until` is set when a beat asked for it.
-    /// Anything etcd changed after `rev` that this table already knows stays as it is.
+    /// Anything etcd changed after `rev` that this table already knows stays as it is. The write
+    /// is no longer in flight: the sweep may act on the entry again.
     #[allow(clippy::too_many_arguments)]
     pub fn wrote(
         &mut self,
@@ -180,8 +197,14 @@ impl Known {
         excluded: bool,
     ) {
         let e = self.entry(service, addr, || Entry::tombstone(0));
+        e.busy = false;
         if e.rev >= rev {
-            return; // deleted (or changed) after our write, and we know it
+            // Its watch event came first (or a later put): the beat still counts. Deleted since:
+            // not revived (its next beat registers it again).
+            if e.lease.is_some() && alive_until.is_some() {
+                e.alive_until = alive_until.max(e.alive_until);
+            }
+            return;
         }
         e.lease = Some(lease);
         e.rev = rev;
@@ -467,7 +490,20 @@ mod tests {
         let t0 = Instant::now();
         let v = value(2000);
         assert_eq!(k.beat("add", "h:1", &v, t0), Beat::Write { new: true });
+        // While its put is on its way: absorbed, and the sweep leaves it alone, echo or not.
+        assert_eq!(k.beat("add", "h:1", &v, t0), Beat::Absorbed);
+        k.events(&[put(KEY, MINE, 5)], t0);
+        let late = t0 + Duration::from_secs(3);
+        assert_eq!(k.sweep(late, MINE), Sweep::default());
         k.wrote("add", "h:1", &v, MINE, 5, Some(deadline(t0, &v)), false);
+        assert_eq!(
+            k.sweep(late, MINE).chores.len(),
+            1,
+            "not expired once applied"
+        );
+        k.deleted("add", "h:1", 6);
+        assert_eq!(k.beat("add", "h:1", &v, t0), Beat::Write { new: true });
+        k.wrote("add", "h:1", &v, MINE, 7, Some(deadline(t0, &v)), false);
         assert_eq!(k.beat("add", "h:1", &v, t0), Beat::Absorbed);
         assert_eq!(
             k.beat("add", "h:1", &value(3000), t0),
@@ -477,9 +513,13 @@ mod tests {
         k.events(&[put("/mini/services/add/h:2", THEIRS, 6)], t0);
         assert_eq!(k.beat("add", "h:2", &v, t0), Beat::Absorbed);
         assert!(k.get("add", "h:2").is_some_and(|e| e.heard(t0)));
-        // Deleted and not being put back: a new registration.
-        k.events(&[del("/mini/services/add/h:3", 7)], t0);
+        // Deleted and not being put back: a new registration. If its put fails, it goes.
+        k.events(&[del("/mini/services/add/h:3", 8)], t0);
         assert_eq!(k.beat("add", "h:3", &v, t0), Beat::Write { new: true });
+        k.abandon("add", "h:3");
+        let swept = k.sweep(t0, MINE);
+        assert_eq!(swept.removed, [Change::remove("add", "h:3")]);
+        assert!(k.get("add", "h:3").is_none());
     }
 
     #[test]
@@ -490,6 +530,14 @@ mod tests {
         k.wrote("add", "h:1", &v, MINE, 10, Some(t0), false);
         let (changes, chores) = k.events(&[put(KEY, MINE, 10), del(KEY, 8)], t0);
         assert!(changes.is_empty() && chores.is_empty());
+        // The echo of our put at 11 arrives before the txn's reply: the beat still keeps it alive.
+        k.events(&[put("/mini/services/add/h:3", MINE, 11)], t0);
+        k.wrote("add", "h:3", &v, MINE, 11, Some(deadline(t0, &v)), false);
+        let swept = k.sweep(t0 + Duration::from_secs(1), MINE);
+        assert!(
+            swept.chores.iter().all(|c| c.instance() != ("add", "h:3")),
+            "{swept:?}"
+        );
         // etcd applied our put at 11, then someone's deregistration at 12, and we learn of the
         // deregistration before our own txn's reply.
         let marker = put("/mini/deregistered", 0, 12);
@@ -559,7 +607,11 @@ mod tests {
         k.wrote("add", "h:1", &v, MINE, 5, Some(deadline(t0, &v)), false);
         k.events(&[put("/mini/services/add/h:2", THEIRS, 6)], t0);
         k.beat("add", "h:2", &v, t0);
-        assert_eq!(k.sweep(t0 + Duration::from_secs(1), MINE), Sweep::default());
+        let swept = k.sweep(t0 + Duration::from_secs(1), MINE);
+        assert!(
+            swept.chores.iter().all(|c| c.instance() != ("add", "h:3")),
+            "{swept:?}"
+        );
         let swept = k.sweep(later, MINE);
         let expire = Chore::Expire {
             service: "add".into(),

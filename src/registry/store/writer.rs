@@ -6,7 +6,7 @@
 //!   owns. If etcd lets it lapse (this registry was cut off longer than a TTL), the next write gets
 //!   a new one; the deletions of the old one's keys come back as watch events and the instances
 //!   that still beat here are re-owned ([`super::known`]).
-//! - **Lanes.** [`LANES`] tasks, each taking the writes of its share of the keys (by hash, so the
+//! - **Lanes.** [`LANES`] task(s), each taking the writes of its share of the keys (by hash, so the
 //!   writes of one key stay in order) and sending them as one txn: everything queued when the lane
 //!   is free, after waiting up to [`LINGER`] for more, up to [`MAX_TXN_OPS`] operations and never
 //!   one key twice. Registrations and deregistrations reply when their txn is applied; chores
@@ -24,8 +24,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Write lanes per registry: txns in flight at once.
-pub const LANES: usize = 4;
+/// Write lanes per registry: txns in flight at once. One measured best at 100 000 registrations
+/// through two registries (fewer, larger txns: etcd's cost is mostly per txn and per watch event;
+/// BENCH.md, ARCHITECTURE.md); more would help a registry far from etcd.
+pub const LANES: usize = 1;
 /// Longest a lane waits for more writes before sending a txn it could still grow.
 pub const LINGER: Duration = Duration::from_millis(2);
 /// Longest wait before retrying a failed keepalive or grant of the session lease.
@@ -462,14 +464,19 @@ fn applied(core: &Core, jobs: Vec<Job>, lease: i64, rev: i64, deleted: &[i64]) {
 
 /// A txn that failed: chores go back to the sweep, requests hear why.
 fn fail(core: &Core, jobs: Vec<Job>, e: &EtcdError) {
-    let mut known = lock(&core.known);
-    for job in jobs {
-        match (&job.write, job.reply) {
-            (Write::Chore(c), _) => known.settle(c),
-            (_, Some(reply)) => {
-                let _ = reply.try_send(Err(e.clone()));
+    let mut replies = Vec::with_capacity(jobs.len());
+    {
+        let mut known = lock(&core.known);
+        for job in jobs {
+            match &job.write {
+                Write::Chore(c) => known.settle(c),
+                Write::Register { service, addr, .. } => known.abandon(service, addr),
+                Write::Deregister { .. } => {}
             }
-            (_, None) => {}
+            replies.extend(job.reply);
         }
+    }
+    for reply in replies {
+        let _ = reply.try_send(Err(e.clone()));
     }
 }
