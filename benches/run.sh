@@ -683,8 +683,8 @@ if wants etcd-scale; then
         "$(div "${R[steady_etcd_requests_per_s]}" "$SCALE_STEADY_MAX_RPS")x target: $(verdict le "${R[steady_etcd_requests_per_s]}" "$SCALE_STEADY_MAX_RPS")" \
         "same run: sum of \`grpc_server_started_total\` (one per unary call or stream) before and after the beat phase"
     scale_row "New registrations through the two etcd-backed registries (batched txns), $SCALE_REGISTER_WORKERS connections" \
-        "${R[etcd_register_rate]} registrations/s ($n in ${R[etcd_register_seconds]} s, ${R[etcd_register_txns]} txns: $(div "$n" "${R[etcd_register_txns]}" '%.0f') per txn)" \
-        "target >= $SCALE_REGISTER_MIN_RATE/s; in memory, same run: ${R[memory_register_rate]}/s" \
+        "${R[etcd_register_rate]} registrations/s ($n in ${R[etcd_register_seconds]} s, ${R[etcd_register_txns]} txns: $(div "$n" "${R[etcd_register_txns]}" '%.0f') per txn; CPU meanwhile: ${R[etcd_register_cpu_pct]}; etcd WAL fsyncs ${R[etcd_register_wal_fsyncs]}, mean ${R[etcd_register_wal_fsync_mean_ms]} ms)" \
+        "target >= $SCALE_REGISTER_MIN_RATE/s; in memory, same run: ${R[memory_register_rate]}/s; etcd alone, same run, same shape (txns of 128 puts from 2 writers, 2 watchers reading every event, no mini): ${R[etcd_alone_put_rate]} puts/s" \
         "$(div "${R[etcd_register_rate]}" "$SCALE_REGISTER_MIN_RATE")x target: $(verdict le "$SCALE_REGISTER_MIN_RATE" "${R[etcd_register_rate]}")" \
         "same run"
     scale_row "Visibility of a new registration through the other registry, while those registrations run" \
@@ -744,6 +744,9 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
         echo "memory registry and renews each every $BEAT_PERIOD for $BEAT_SECONDS; then registers them through the two etcd-backed"
         echo "registries (instance i through registry i mod 2) while timing visibility samples, waits until both list"
         echo "all of them, and runs the same beat phase through them with etcd's request counters read around it."
+        echo "Last, etcd alone: the same number of puts written straight to etcd in txns of 128 from two writers while"
+        echo "two watchers of their prefix read every event (what the two registries' write lanes and watches do), for"
+        echo "etcd's own ceiling under this load on this machine."
         echo
         echo "| figure | value | reference / target | ratio / verdict | command |"
         echo "|---|---|---|---|---|"

@@ -12,11 +12,17 @@
 //!    `/metrics`) read before and after: nothing is added or removed meanwhile, so that is the steady
 //!    state. CPU of the registries and etcd over the phase, RSS after it.
 //!
+//! 4. etcd alone, for reference: the same number of puts in txns of 128 from two writers (as two
+//!    registries with one write lane each), with two watchers of their prefix reading every event
+//!    (as the two registries do), without mini: etcd's own ceiling for this load on this machine.
+//!
 //! Registrations and beats ask for the same lease (`--ttl`), so a beat never changes an instance's
 //! value: the instances are fake (nothing listens), so the registries must not probe during the run.
 
 use crate::common::{cpu_seconds, ms, percentile, rss_kib, BenchResult};
 use argh::FromArgs;
+use mini::etcd::watch::{Message, Watch};
+use mini::etcd::{Etcd, TxnOp, MAX_TXN_OPS};
 use mini::http::client::{Client, ClientConfig, Request};
 use smol::Timer;
 use std::collections::BTreeMap;
@@ -243,7 +249,72 @@ pub fn run(args: Args) -> BenchResult<()> {
         println!("etcd_registry{}_rss_kib={}", i + 1, rss_kib(*pid)?);
     }
     println!("etcd_member_rss_kib={}", rss_kib(args.etcd_pid)?);
+
+    // 4. etcd alone, after every reading above (its keys add to etcd's RSS).
+    let rate = mini::rt::block_on(etcd_alone(&args.etcd, n))?;
+    println!("etcd_alone_put_rate={rate:.0}");
     Ok(())
+}
+
+/// `n` puts into etcd in txns of [`MAX_TXN_OPS`] from two writers, with two watchers of the prefix
+/// reading every event: puts per second until both watchers have seen them all. Revokes the lease
+/// (deleting the keys) afterwards.
+async fn etcd_alone(addr: &str, n: usize) -> BenchResult<f64> {
+    const PREFIX: &str = "/bench-etcd-alone/";
+    let etcd = Arc::new(Etcd::new(vec![addr.to_string()]));
+    let lease = etcd.grant(600).await?;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let mut watchers = Vec::new();
+    for _ in 0..2 {
+        let mut watch = Watch::open(&etcd, PREFIX.as_bytes(), 0).await?;
+        let seen = seen.clone();
+        watchers.push(mini::rt::spawn(async move {
+            while let Ok(message) = watch.next().await {
+                if let Message::Events { events, .. } = message {
+                    seen.fetch_add(events.len(), Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let writers: Vec<_> = (0..2)
+        .map(|_| {
+            let (etcd, next) = (etcd.clone(), next.clone());
+            mini::rt::spawn(async move {
+                loop {
+                    let from = next.fetch_add(MAX_TXN_OPS, Ordering::Relaxed);
+                    if from >= n {
+                        return Ok::<(), mini::etcd::EtcdError>(());
+                    }
+                    let keys: Vec<String> = (from..(from + MAX_TXN_OPS).min(n))
+                        .map(|i| format!("{PREFIX}bench/{}", instance_addr(i)))
+                        .collect();
+                    let ops: Vec<TxnOp> = (keys.iter())
+                        .map(|k| TxnOp::Put {
+                            key: k.as_bytes(),
+                            value: br#"{"ttl_ms":60000}"#,
+                            lease,
+                        })
+                        .collect();
+                    etcd.txn(&ops).await?;
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await?;
+    }
+    while seen.load(Ordering::Relaxed) < 2 * n && started.elapsed() < CONVERGE {
+        Timer::after(Duration::from_millis(5)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    drop(watchers);
+    etcd.revoke(lease).await?;
+    match seen.load(Ordering::Relaxed) {
+        all if all >= 2 * n => Ok(n as f64 / secs),
+        some => Err(format!("the watchers saw {some} of {} events", 2 * n).into()),
+    }
 }
 
 /// Registers instances `0..n`, instance `i` through `regs[i % len]`; returns registrations per second.

@@ -8,8 +8,8 @@
 //!   that still beat here are re-owned ([`super::known`]).
 //! - **Lanes.** [`LANES`] task(s), each taking the writes of its share of the keys (by hash, so the
 //!   writes of one key stay in order) and sending them as one txn: everything queued when the lane
-//!   is free, after waiting up to [`LINGER`] for more, up to [`MAX_TXN_OPS`] operations and never
-//!   one key twice. Registrations and deregistrations reply when their txn is applied; chores
+//!   is free, waiting up to [`LINGER`] for more while the txn is smaller than the lane's previous
+//!   one, up to [`MAX_TXN_OPS`] operations and never one key twice. Registrations and deregistrations reply when their txn is applied; chores
 //!   (re-owns, expiries) reply to no one and are checked again just before they are sent.
 
 use super::etcd_keys::{self, encode_instance, InstanceValue, DEREGISTERED, EXCLUDED};
@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 /// through two registries (fewer, larger txns: etcd's cost is mostly per txn and per watch event;
 /// BENCH.md, ARCHITECTURE.md); more would help a registry far from etcd.
 pub const LANES: usize = 1;
-/// Longest a lane waits for more writes before sending a txn it could still grow.
-pub const LINGER: Duration = Duration::from_millis(2);
+/// Longest a lane waits to fill a txn up to the size of its previous one. Under load that makes
+/// txns large (fewer, larger txns: see [`LANES`]); a lone write (after a txn of one) waits not at all.
+pub const LINGER: Duration = Duration::from_millis(10);
 /// Longest wait before retrying a failed keepalive or grant of the session lease.
 const SESSION_RETRY: Duration = Duration::from_millis(500);
 
@@ -237,6 +238,7 @@ impl Writer {
 /// One lane: a txn at a time of what its queue holds.
 async fn lane(core: Arc<Core>, queue: Receiver<Job>) {
     let mut carried: Option<Job> = None;
+    let mut last = 1;
     loop {
         let first = match carried.take() {
             Some(job) => job,
@@ -251,6 +253,7 @@ async fn lane(core: Arc<Core>, queue: Receiver<Job>) {
         while batch.ops < MAX_TXN_OPS {
             let next = match queue.try_recv() {
                 Ok(job) => Some(job),
+                Err(_) if batch.ops >= last => None,
                 Err(_) => {
                     let wait = async {
                         smol::Timer::at(linger_until).await;
@@ -266,6 +269,7 @@ async fn lane(core: Arc<Core>, queue: Receiver<Job>) {
             }
             batch.add(job);
         }
+        last = batch.ops;
         batch.send(&core).await;
     }
 }
