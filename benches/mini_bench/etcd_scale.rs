@@ -185,6 +185,19 @@ pub fn run(args: Args) -> BenchResult<()> {
         cpu_seconds(std::process::id())?,
     );
     let pct = |a: f64, b: f64| format!("{:.0}", 100.0 * (b - a) / secs);
+    let used: f64 = (reg_cpu1
+        .0
+        .iter()
+        .zip(&reg_cpu0.0)
+        .map(|(b, a)| b - a)
+        .sum::<f64>())
+        + (reg_cpu1.1 - reg_cpu0.1)
+        + (reg_cpu1.2 - reg_cpu0.2);
+    println!(
+        "etcd_register_cpu_us_each={:.0} (etcd {:.0})",
+        1e6 * used / n as f64,
+        1e6 * (reg_cpu1.1 - reg_cpu0.1) / n as f64
+    );
     println!(
         "etcd_register_cpu_pct=registries {} and {} %, etcd {} %, generator {} %",
         pct(reg_cpu0.0[0], reg_cpu1.0[0]),
@@ -251,8 +264,14 @@ pub fn run(args: Args) -> BenchResult<()> {
     println!("etcd_member_rss_kib={}", rss_kib(args.etcd_pid)?);
 
     // 4. etcd alone, after every reading above (its keys add to etcd's RSS).
+    let cpu0 = cpu_seconds(args.etcd_pid)? + cpu_seconds(std::process::id())?;
     let rate = mini::rt::block_on(etcd_alone(&args.etcd, n))?;
+    let cpu1 = cpu_seconds(args.etcd_pid)? + cpu_seconds(std::process::id())?;
     println!("etcd_alone_put_rate={rate:.0}");
+    println!(
+        "etcd_alone_cpu_us_each={:.0}",
+        1e6 * (cpu1 - cpu0) / n as f64
+    );
     Ok(())
 }
 
