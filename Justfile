@@ -29,16 +29,20 @@ cluster: build
     logs=target/cluster
     mkdir -p "$logs"
     pids=()
+    # Stop everything first and talk after: when stdout is a pipe whose reader is gone (`| tee` after
+    # Ctrl-C, `| head`), a write would fail, so SIGPIPE is ignored here and the messages may be lost.
     stop() {
-        trap - INT TERM EXIT
-        echo
-        echo "== stopping ${#pids[@]} processes"
-        kill "${pids[@]}" 2>/dev/null || true
-        wait 2>/dev/null || true
-        echo "== stopped; logs are in $logs/"
+        trap - INT TERM HUP EXIT
+        trap '' PIPE
+        set +e
+        kill "${pids[@]}" 2>/dev/null
+        wait 2>/dev/null
+        echo 2>/dev/null
+        echo "== stopped ${#pids[@]} processes; logs are in $logs/" 2>/dev/null
+        exit 0
     }
     trap stop EXIT
-    trap 'exit 0' INT TERM
+    trap 'exit 0' INT TERM HUP PIPE
     # Ask the registry for its service list over bash's /dev/tcp, so no curl is needed.
     live_adders() {
         exec 3<>/dev/tcp/127.0.0.1/6666 || return 1
@@ -46,8 +50,8 @@ cluster: build
         sed -n 's/^add live=\([0-9]*\).*/\1/p' <&3
         exec 3<&-
     }
-    echo "== starting the registry on 127.0.0.1:6666 (log: $logs/registry.log)"
-    "$bin" registry 2> >(tee "$logs/registry.log" | sed 's/^/   [registry] /' >&2) &
+    echo "== starting the registry on 127.0.0.1:6666, DNS on 127.0.0.1:8600 (log: $logs/registry.log)"
+    "$bin" registry --dns 127.0.0.1:8600 2> >(tee "$logs/registry.log" | sed 's/^/   [registry] /' >&2) &
     pids+=($!)
     for port in 1111 2222 3333 4444 5555; do
         "$bin" adder "$port" 2>"$logs/adder-$port.log" &
@@ -73,6 +77,11 @@ cluster: build
     echo "== running. In another terminal, kill two adders and call again; every call is still answered:"
     echo "     kill ${pids[4]} ${pids[5]}    # the adders on 4444 and 5555"
     echo "     $bin client 5 6 --repeat 50"
+    echo "== the same instances over DNS (A, and SRV with the addresses in the additional section):"
+    echo "     dig @127.0.0.1 -p 8600 add.service.mini +short"
+    echo "     dig @127.0.0.1 -p 8600 _add._tcp.service.mini SRV"
+    echo "== and through Consul's API and Prometheus discovery on the registry's port:"
+    echo "     curl -s 127.0.0.1:6666/v1/health/service/add; curl -s 127.0.0.1:6666/v1/sd/prometheus"
     echo "== Ctrl-C stops the registry and every adder"
     wait
 
@@ -84,9 +93,10 @@ fuzz runs="200000":
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
     cd fuzz
     mkdir -p target
-    for target in parse_request routes chunked; do
+    for target in parse_request routes chunked dns; do
         case "$target" in
             chunked) seeds=seeds/chunked; dict=() ;;
+            dns) seeds=seeds/dns; dict=() ;;
             *) seeds=seeds/http; dict=(-dict=http.dict) ;;
         esac
         mkdir -p "corpus/$target"
@@ -114,17 +124,20 @@ cluster-etcd: build
     fi
     data=$(mktemp -d -t mini-etcd-XXXXXX)
     pids=()
+    # As in `cluster`: stop first, talk after, and survive a stdout whose reader is gone.
     stop() {
-        trap - INT TERM EXIT
-        echo
-        echo "== stopping ${#pids[@]} processes"
-        kill "${pids[@]}" 2>/dev/null || true
-        wait 2>/dev/null || true
+        trap - INT TERM HUP EXIT
+        trap '' PIPE
+        set +e
+        kill "${pids[@]}" 2>/dev/null
+        wait 2>/dev/null
         rm -rf "$data"
-        echo "== stopped; logs are in $logs/"
+        echo 2>/dev/null
+        echo "== stopped ${#pids[@]} processes; logs are in $logs/" 2>/dev/null
+        exit 0
     }
     trap stop EXIT
-    trap 'exit 0' INT TERM
+    trap 'exit 0' INT TERM HUP PIPE
     # etcd on 127.0.0.1:23790 (client) and 23800 (peer), so a system etcd on 2379 is left alone.
     etcd_url=http://127.0.0.1:23790
     echo "== starting etcd on $etcd_url (data $data, log: $logs/etcd.log)"

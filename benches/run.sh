@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `just bench`: measure mini on loopback against nginx and etcd, and write BENCH.md.
+# `just bench`: measure mini on loopback against nginx, etcd and dnsmasq, and write BENCH.md.
 #
-# Installs wrk, nginx-light and etcd-server with apt when they are missing, builds the release binary
+# Installs wrk, nginx-light, etcd-server, dnsperf and dnsmasq-base with apt when they are missing, builds the release binary
 # and the `mini_bench` program (benches/mini_bench/), starts every server on 127.0.0.1 on free ports,
 # stops everything it started on exit (trap), and writes BENCH.md only when every section succeeded.
 # Logs and raw outputs stay in $CARGO_TARGET_DIR/bench/ (target/bench/ by default).
@@ -9,8 +9,9 @@
 # Knobs (environment), for quick trials; BENCH.md states the values used:
 #   BENCH_ROUNDS=3        lookup rounds (each round runs mini, nginx, etcd in turn)
 #   BENCH_WRK_SECONDS=5   length of one wrk run
-#   BENCH_ONLY="lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation etcd-scale"
-#                         sections to run
+#   BENCH_DNS_SECONDS=5   length of one dnsperf run
+#   BENCH_ONLY="lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation etcd-scale pick dns"
+#                         sections to run (one section alone: BENCH_ONLY=pick BENCH_OUT=/tmp/pick.md)
 #   BENCH_SCALE_INSTANCES=100000  instances of the etcd-scale section
 #   BENCH_OUT=BENCH.md    where to write the report
 set -euo pipefail
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 ROUNDS=${BENCH_ROUNDS:-3}
 WRK_SECONDS=${BENCH_WRK_SECONDS:-5}
-ONLY=${BENCH_ONLY:-lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation etcd-scale}
+ONLY=${BENCH_ONLY:-lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation etcd-scale pick dns}
 OUT=${BENCH_OUT:-BENCH.md}
 # Lookup load: one wrk thread, 50 keep-alive connections, for every server alike.
 WRK_THREADS=1
@@ -62,6 +63,17 @@ SCALE_BEAT_MAX_RATIO=1.5
 SCALE_STEADY_MAX_RPS=50
 SCALE_REGISTER_MIN_RATE=10000
 SCALE_VISIBILITY_MAX_MS=100
+# Pick cost and memory with specs (issue 11): instances in the service, weighted picks timed.
+PICK_INSTANCES=100000
+PICK_PICKS=2000000
+# DNS: DNS_INSTANCES instances of `add` on 127.0.0.1..N:8000, dnsperf with DNS_CLIENTS clients (EDNS0, so
+# neither server truncates) for DNS_SECONDS per run; the Consul listing against mini's own with wrk
+# -t1 -c$DOOR_CONNECTIONS for DOOR_SECONDS per run. Target: mini at least as fast as dnsmasq.
+DNS_SECONDS=${BENCH_DNS_SECONDS:-5}
+DNS_INSTANCES=10
+DNS_CLIENTS=4
+DOOR_CONNECTIONS=16
+DOOR_SECONDS=4
 
 step() { printf '\n== %s\n' "$*" >&2; }
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
@@ -73,6 +85,10 @@ install_missing() {
     command -v wrk >/dev/null 2>&1 || need+=(wrk)
     command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
     command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+    if wants dns; then
+        command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
+        [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+    fi
     [ ${#need[@]} -eq 0 ] && return 0
     step "installing ${need[*]} with apt-get"
     local sudo=()
@@ -699,6 +715,160 @@ if wants etcd-scale; then
         "same run (utime+stime of /proc/PID/stat, VmRSS)"
 fi
 
+# --- 11. pick cost and memory per instance with specs -------------------------------------------------
+
+if wants pick; then
+    step "pick: cost of a pick over $PICK_INSTANCES instances, and RSS per instance with tags and meta"
+    cmd_pick="mini_bench pick --mini $mini --logs $work/pick --instances $PICK_INSTANCES --picks $PICK_PICKS"
+    "$bench" pick --mini "$mini" --logs "$work/pick" --instances "$PICK_INSTANCES" --picks "$PICK_PICKS" \
+        >"$work/pick.txt"
+    read_results "$work/pick.txt"
+    cat "$work/pick.txt" >&2
+    n=${R[pick_instances]}
+    row "Pick cost over $n instances (weights 1..10, 10 % excluded, 5 % draining): \`Registry::pick\`, one weighted draw down a Fenwick tree" \
+        "${R[pick_weighted_ns]} ns per pick wall, ${R[pick_weighted_cpu_ns]} ns CPU (mean of ${R[pick_weighted_picks]}; ${R[pick_live]} pickable)" \
+        "target: O(log n), not a scan" "$(verdict le "${R[pick_weighted_ns]}" 2000) (under 2 us)" "\`$cmd_pick\` (in-process, no HTTP)"
+    row "Tag-filtered pick over $n instances, \`tag=v2\` on half of them / \`tag=canary\` on 1 % / a tag nobody has" \
+        "${R[pick_tag_half_ns]} / ${R[pick_tag_rare_ns]} / ${R[pick_tag_none_ns]} ns per pick wall (CPU: ${R[pick_tag_half_cpu_ns]} / ${R[pick_tag_rare_cpu_ns]} ns; means of ${R[pick_tag_half_picks]} / ${R[pick_tag_rare_picks]} / ${R[pick_tag_none_picks]})" \
+        "-" "8 weighted draws, then one weighted pass over the service: the rare tag pays the pass; a tag nobody carries is answered from the tag counts" "same run"
+    row "Registry RSS at $n instances: no fields / one spec shared by all / a spec each (2 tags, 2 meta pairs, weight)" \
+        "$(kib_mb "${R[rss_plain_kib]}") / $(kib_mb "${R[rss_shared_kib]}") / $(kib_mb "${R[rss_own_kib]}")" \
+        "heartbeat section's target < 64 MB at 100k (plain instances)" \
+        "${R[bytes_per_instance_plain]} / ${R[bytes_per_instance_shared]} / ${R[bytes_per_instance_own]} B per instance; a spec of its own costs $(awk -v a="${R[bytes_per_instance_own]}" -v b="${R[bytes_per_instance_plain]}" 'BEGIN {print a - b}') B more; under 64 MB: shared $(verdict le "${R[rss_shared_kib]}" 65536), each its own $(verdict le "${R[rss_own_kib]}" 65536)" \
+        "same run: \`PUT /v1/services/bench/ADDR?ttl=60m&tag=v2&tag=zone-a&meta=version:1.2.3&meta=host:hN&weight=3\` from 64 connections, VmRSS"
+fi
+
+# --- 12. DNS and the Consul door -----------------------------------------------------------------------
+
+# dnsperf_field FILE: "QPS LOST RESPONSE_BYTES NOERROR_PCT" from one dnsperf output.
+dnsperf_fields() {
+    awk '/Queries per second:/ {q = $4} /Queries lost:/ {l = $3}
+         /Average packet size:/ {r = $7}
+         /Response codes:/ {for (i = 3; i <= NF; i++) if ($i == "NOERROR") {p = $(i + 2); gsub(/[()%]/, "", p)}}
+         END {printf "%.0f %d %d %s\n", q, l, r, p}' "$1"
+}
+
+if wants dns; then
+    step "dns: dnsperf against mini --dns and dnsmasq ($DNS_INSTANCES instances, A and SRV), $ROUNDS rounds of ${DNS_SECONDS}s each; /v1/health/service vs /v1/services"
+    start_mini dns-registry registry --listen 127.0.0.1:0 --probe-interval "$NO_PROBES" --dns 127.0.0.1:0
+    dns_registry=$mini_addr
+    mini_dns_port=
+    for _ in $(seq 500); do
+        mini_dns_port=$(sed -n 's/.* dns on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$work/dns-registry.log")
+        [ -n "$mini_dns_port" ] && break
+        sleep 0.01
+    done
+    [ -n "$mini_dns_port" ] || { echo "no 'dns on' line in $work/dns-registry.log" >&2; exit 1; }
+    # The same records for dnsmasq: A for the service name and each SRV target, SRV by --srv-host.
+    mkdir -p "$work/dnsmasq"
+    : >"$work/dnsmasq/hosts"
+    srv_hosts=()
+    for i in $(seq "$DNS_INSTANCES"); do
+        http PUT "$dns_registry" "/v1/services/add/127.0.0.$i:8000?ttl=60m&check=none" | head -1 | grep -q ' 200 '
+        target=$(printf '7f0000%02x.addr.mini' "$i")
+        printf '127.0.0.%d add.service.mini\n127.0.0.%d %s\n' "$i" "$i" "$target" >>"$work/dnsmasq/hosts"
+        srv_hosts+=("--srv-host=_add._tcp.service.mini,$target,8000,1,1")
+    done
+    mapfile -t ports < <("$bench" free-ports 1)
+    dnsmasq_port=${ports[0]}
+    /usr/sbin/dnsmasq --keep-in-foreground --conf-file=/dev/null --port="$dnsmasq_port" \
+        --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts \
+        --addn-hosts="$work/dnsmasq/hosts" --local=/mini/ --pid-file= --user="$(id -un)" \
+        --log-facility="$work/dnsmasq/dnsmasq.log" "${srv_hosts[@]}" &
+    pids+=($!)
+    printf 'add.service.mini A\n' >"$work/dns-a.txt"
+    printf '_add._tcp.service.mini SRV\n' >"$work/dns-srv.txt"
+    declare -A dns_port=([mini]=$mini_dns_port [dnsmasq]=$dnsmasq_port)
+    # Both must answer NOERROR with the same size before the load.
+    for who in mini dnsmasq; do
+        for _ in $(seq 100); do
+            dnsperf -e -s 127.0.0.1 -p "${dns_port[$who]}" -d "$work/dns-a.txt" -n 1 >"$work/dnsperf-probe-$who.txt" 2>&1 || true
+            read -r _ _ _ pct < <(dnsperf_fields "$work/dnsperf-probe-$who.txt")
+            [ "$pct" = "100.00" ] && break
+            sleep 0.05
+        done
+        [ "$pct" = "100.00" ] || { cat "$work/dnsperf-probe-$who.txt" >&2; exit 1; }
+    done
+    declare -A d_qps d_lost d_size d_cmd
+    dns_round_rows=()
+    declare -A d_ratios=([a]="" [srv]="")
+    for round in $(seq "$ROUNDS"); do
+        line="| $round"
+        for q in a srv; do
+            for who in mini dnsmasq; do
+                out=$work/dnsperf-$who-$q-$round.txt
+                args=(dnsperf -e -s 127.0.0.1 -p "${dns_port[$who]}" -d "$work/dns-$q.txt" -l "$DNS_SECONDS" -c "$DNS_CLIENTS")
+                d_cmd[$who-$q]="${args[*]}"
+                "${args[@]}" >"$out" 2>&1
+                read -r qps lost size pct < <(dnsperf_fields "$out")
+                [ "$pct" = "100.00" ] || { echo "dnsperf against $who: NOERROR $pct %" >&2; cat "$out" >&2; exit 1; }
+                d_qps[$who-$q]+="$qps "
+                d_lost[$who-$q]=$((${d_lost[$who-$q]:-0} + lost))
+                d_size[$who-$q]=$size
+                line+=" | $qps q/s"
+                echo "   round $round $who ${q^^}: $qps queries/s, $lost lost, $size-byte answers" >&2
+            done
+            r=$(div "$(dnsperf_fields "$work/dnsperf-mini-$q-$round.txt" | cut -d' ' -f1)" \
+                "$(dnsperf_fields "$work/dnsperf-dnsmasq-$q-$round.txt" | cut -d' ' -f1)")
+            d_ratios[$q]+="$r "
+            line+=" | ${r}x"
+        done
+        dns_round_rows+=("$line |")
+    done
+    # The Consul door's health listing against mini's own listing of the same 10 instances.
+    wrk_door=(wrk -t1 -c"$DOOR_CONNECTIONS" -d"${DOOR_SECONDS}s" --latency --timeout 2s)
+    declare -A door_url=([consul]="http://$dns_registry/v1/health/service/add" [mini]="http://$dns_registry/v1/services/add")
+    declare -A w_rps w_p99 w_errs w_cmd w_bytes
+    w_ratios=""
+    for who in consul mini; do
+        w_bytes[$who]=$(http GET "$dns_registry" "${door_url[$who]#http://"$dns_registry"}" | sed -n 's/^Content-Length: *\([0-9]*\).*/\1/Ip')
+    done
+    for round in $(seq "$ROUNDS"); do
+        for who in consul mini; do
+            out=$work/wrk-door-$who-$round.txt
+            args=("${wrk_door[@]}" "${door_url[$who]}")
+            w_cmd[$who]="${args[*]}"
+            "${args[@]}" >"$out"
+            w_rps[$who]+="$(wrk_rps "$out") "
+            w_p99[$who]+="$(wrk_p99 "$out") "
+            w_errs[$who]=$((${w_errs[$who]:-0} + $(wrk_errors "$out")))
+            echo "   round $round $who listing: $(wrk_rps "$out") req/s, p99 $(wrk_p99 "$out") ms" >&2
+        done
+        w_ratios+="$(div "$(wrk_rps "$work/wrk-door-consul-$round.txt")" "$(wrk_rps "$work/wrk-door-mini-$round.txt")") "
+    done
+    stop "${pids[@]}"
+    pids=()
+    for q in a srv; do
+        name=${q^^}
+        query=add.service.mini records="$DNS_INSTANCES records"
+        [ "$q" = srv ] && query=_add._tcp.service.mini records="$DNS_INSTANCES records + $DNS_INSTANCES additional A"
+        # shellcheck disable=SC2086
+        mq=$(median ${d_qps[mini-$q]})
+        # shellcheck disable=SC2086
+        dq=$(median ${d_qps[dnsmasq-$q]})
+        # shellcheck disable=SC2086
+        ratio=$(median ${d_ratios[$q]})
+        row "DNS queries/s, mini \`--dns\`: $name \`$query\`, $DNS_INSTANCES instances ($records, ${d_size[mini-$q]}-byte answers)" \
+            "$mq queries/s (median of $ROUNDS; ${d_lost[mini-$q]} lost)" \
+            "dnsmasq 2.90, same records from a hosts file and \`--srv-host\` (${d_size[dnsmasq-$q]}-byte answers), same runs alternating: $dq queries/s (${d_lost[dnsmasq-$q]} lost); target: at least as fast" \
+            "${ratio}x dnsmasq: $(verdict le 1 "$ratio") (median of the per-round ratios)" \
+            "\`${d_cmd[mini-$q]}\` (query file: \`$query $name\`); dnsmasq: the same with \`-p ${dns_port[dnsmasq]}\`"
+    done
+    for who in consul mini; do
+        # shellcheck disable=SC2086
+        R[door_rps_$who]=$(median ${w_rps[$who]})
+        # shellcheck disable=SC2086
+        R[door_p99_$who]=$(median ${w_p99[$who]})
+    done
+    # shellcheck disable=SC2086
+    door_ratio=$(median $w_ratios)
+    row "Consul door: \`GET /v1/health/service/add\`, $DNS_INSTANCES instances (${w_bytes[consul]}-byte JSON)" \
+        "${R[door_rps_consul]} req/s, p99 ${R[door_p99_consul]} ms (medians of $ROUNDS; ${w_errs[consul]} errors)" \
+        "mini's listing \`GET /v1/services/add\` (${w_bytes[mini]}-byte text), same runs alternating: ${R[door_rps_mini]} req/s, p99 ${R[door_p99_mini]} ms (${w_errs[mini]} errors)" \
+        "${door_ratio}x mini's listing (median of the per-round ratios)" \
+        "\`${w_cmd[consul]}\`; \`${w_cmd[mini]}\`"
+fi
+
 # --- report ------------------------------------------------------------------------------------------
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -760,6 +930,14 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
         echo "|---|---|---|---|"
         printf '%s\n' "${etcd_round_rows[@]}"
     fi
+    if [ -n "${dns_round_rows+x}" ]; then
+        echo
+        echo "## DNS rounds (dnsperf, queries/s)"
+        echo
+        echo "| round | mini A | dnsmasq A | mini / dnsmasq A | mini SRV | dnsmasq SRV | mini / dnsmasq SRV |"
+        echo "|---|---|---|---|---|---|---|"
+        printf '%s\n' "${dns_round_rows[@]}"
+    fi
     echo
     echo "## How each figure is taken"
     echo
@@ -800,10 +978,27 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "  \`--store memory\` and one \`--store etcd\`, each holding the lookup section's 5 instances; each round runs"
     echo "  the same wrk as the lookup section against the memory one, then the etcd one. Lookups read the registry's"
     echo "  local copy in both modes, so the ratio shows what following etcd costs the read path."
+    echo "- **Pick cost and memory with specs**: \`mini_bench pick\` builds the registry's state (\`mini::registry::state::Registry\`)"
+    echo "  in its own process with $PICK_INSTANCES instances of one service (weights 1 to 10, 10 % excluded, 5 % draining, \`v2\` on"
+    echo "  every other instance, \`canary\` on every 100th) and times picks in a loop: weighted, then filtered by a common,"
+    echo "  a rare and an absent tag. Then it starts three registries in turn (\`--probe-interval $NO_PROBES\`) and"
+    echo "  registers $PICK_INSTANCES instances in each with \`PUT\` from 64 connections: without fields, with one spec for"
+    echo "  all (\`tag=v2&tag=zone-a&meta=version:1.2.3&meta=team:payments&weight=3\`), and with a spec each (\`meta=host:hN\`"
+    echo "  unique per instance); bytes per instance are (VmRSS after - VmRSS empty) / $PICK_INSTANCES."
     echo "- **Propagation through etcd**: two \`--store etcd\` registries on one etcd member (temp data dir); \`mini_bench"
     echo "  watch --watchers 1 --writer R1\` arms a watch on registry 2, waits until its gauge shows it, then"
     echo "  \`PUT\`s a new instance on registry 1 and times until registry 2's watch answers with the instance"
     echo "  listed ($WATCH_CHANGES registrations)."
+    echo "- **DNS**: one registry with \`--dns 127.0.0.1:0\` holding $DNS_INSTANCES instances of \`add\`, \`127.0.0.N:8000\` for N = 1..$DNS_INSTANCES,"
+    echo "  registered with \`PUT ...?ttl=60m&check=none\` (so nothing is probed), and dnsmasq 2.90 (one process,"
+    echo "  \`--no-resolv --no-hosts --addn-hosts=FILE --srv-host=...\`) serving the same records: an A per address for"
+    echo "  \`add.service.mini\` and for each SRV target \`7f00000N.addr.mini\`, and $DNS_INSTANCES SRV records, so both answer"
+    echo "  the same $DNS_INSTANCES records (and, for SRV, the same additional A records: the answer sizes are in the table,"
+    echo "  from dnsperf's \`Average packet size\`). dnsperf 2.10 with EDNS0 (\`-e\`: neither server truncates) and"
+    echo "  $DNS_CLIENTS clients (\`-c\`), unthrottled, one query repeated for ${DNS_SECONDS} s; each round runs A against mini, then"
+    echo "  dnsmasq, then SRV against both. dnsperf shares the $threads cores with the server under test. The Consul"
+    echo "  door's \`/v1/health/service/add\` (JSON with Node, Service and Checks per instance) is measured against mini's"
+    echo "  own listing of the same instances with wrk, alternating, $ROUNDS rounds of ${DOOR_SECONDS} s."
 } >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 step "wrote $OUT in $((SECONDS - began)) s"

@@ -9,25 +9,22 @@
 //!
 //! Bad numbers and overflow answer 400 with the reason: the original wrapped silently.
 
-use crate::http::client::{Client, ClientConfig};
 use crate::http::router::Router;
 use crate::http::server::{self, ServerConfig};
 use crate::http::{Handler, Request, Response};
-use crate::metrics::{Counter, Exposition, HttpCounts};
-use crate::proto::{self, bearer, ServiceName};
+use crate::member::{self, Beat, Member};
+use crate::metrics::{Exposition, HttpCounts};
+use crate::proto::{self, ServiceName};
 use crate::{log, rt};
 use async_net::TcpListener;
-use smol::stream::StreamExt;
 use smol::Timer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Heartbeat period of the original design.
-pub const DEFAULT_BEAT: Duration = Duration::from_secs(5);
+pub const DEFAULT_BEAT: Duration = member::DEFAULT_BEAT;
 /// The host an adder listens on and announces unless told otherwise.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
-/// Time the deregistration on shutdown may take before the adder exits anyway.
-pub const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Everything `mini adder` is told on its command line.
 #[derive(Debug, Clone)]
@@ -46,6 +43,9 @@ pub struct Config {
     pub token: Option<String>,
     /// An artificial delay before each sum (testing only: makes this adder slow).
     pub delay: Option<Duration>,
+    /// How long it keeps answering, marked draining, between a stop signal and its deregistration
+    /// (zero: deregister at once).
+    pub drain: Duration,
 }
 
 impl Default for Config {
@@ -58,6 +58,7 @@ impl Default for Config {
             service: ServiceName::default(),
             token: None,
             delay: None,
+            drain: member::DEFAULT_DRAIN,
         }
     }
 }
@@ -122,10 +123,8 @@ const UNMATCHED: usize = ROUTE_NAMES.len() - 1;
 pub struct Metrics {
     /// Requests by route and status.
     pub http: HttpCounts,
-    /// Heartbeats the registry accepted.
-    pub beats_ok: Counter,
-    /// Heartbeats that failed or were refused.
-    pub beats_failed: Counter,
+    /// Heartbeats by result, shared with the membership loop.
+    pub beats: Arc<member::Counts>,
     started: Instant,
 }
 
@@ -133,8 +132,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             http: HttpCounts::new(ROUTE_NAMES),
-            beats_ok: Counter::default(),
-            beats_failed: Counter::default(),
+            beats: Arc::default(),
             started: Instant::now(),
         }
     }
@@ -147,8 +145,8 @@ impl Metrics {
         page.outcomes(
             "mini_heartbeats_sent_total",
             "Heartbeats sent to the registry, by result.",
-            &self.beats_ok,
-            &self.beats_failed,
+            &self.beats.ok,
+            &self.beats.failed,
         );
         page.single(
             "mini_uptime_seconds",
@@ -187,7 +185,7 @@ impl Default for Routes {
 
 impl Routes {
     /// Answers one request (without the artificial delay).
-    pub fn answer(&self, req: &Request) -> Response {
+    pub fn answer(&self, req: &Request<'_>) -> Response {
         let (route, resp) = self.route(req);
         self.metrics
             .http
@@ -195,12 +193,13 @@ impl Routes {
         resp
     }
 
-    fn route(&self, req: &Request) -> (Option<Route>, Response) {
-        let (route, params) = match self.router.find(&req.method, &req.segments) {
+    fn route(&self, req: &Request<'_>) -> (Option<Route>, Response) {
+        let (route, params) = match self.router.find(req.method(), req.segments()) {
             Ok(found) => found,
-            Err(miss) => return (None, miss.response(&req.method, req.path())),
+            Err(miss) => return (None, miss.response(req.method(), req.path())),
         };
-        let operands = match (route, params.as_slice()) {
+        let (a, b) = (req.query("a"), req.query("b"));
+        let operands = match (route, &params[..]) {
             (Route::Alive, _) => return (Some(route), Response::text(200, "ok\n")),
             (Route::Metrics, _) => {
                 let page = Response {
@@ -209,9 +208,9 @@ impl Routes {
                 };
                 return (Some(route), page);
             }
-            (Route::AddPath, [a, b]) => (*a, *b),
-            (_, _) => match (req.query("a"), req.query("b")) {
-                (Some(a), Some(b)) => (a, b),
+            (Route::AddPath, [a, b]) => (&**a, &**b),
+            (_, _) => match (&a, &b) {
+                (Some(a), Some(b)) => (&**a, &**b),
                 _ => {
                     let resp = Response::error(400, "need a and b: /Add/{a}/{b} or /Add?a=&b=");
                     return (Some(route), resp);
@@ -227,13 +226,13 @@ impl Routes {
 }
 
 impl Handler for Routes {
-    async fn handle(&self, req: Request) -> Response {
+    async fn handle(&self, req: &Request<'_>) -> Response {
         if let Some(delay) = self.delay {
-            if req.segments.first().is_some_and(|s| s == "Add") {
+            if req.segments().next().is_some_and(|s| s == "Add") {
                 Timer::after(delay).await;
             }
         }
-        self.answer(&req)
+        self.answer(req)
     }
 }
 
@@ -246,7 +245,8 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
     run(listener, config).await
 }
 
-/// Serves on `listener`, heartbeats to the registry, and on SIGINT or SIGTERM deregisters and returns.
+/// Serves on `listener`, heartbeats to the registries, and on SIGINT or SIGTERM drains for
+/// `config.drain` (still answering), deregisters and returns. A second signal cuts the drain short.
 ///
 /// ```no_run
 /// mini::rt::block_on(async {
@@ -258,128 +258,40 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
 pub async fn run(listener: TcpListener, config: Config) -> std::io::Result<()> {
     let port = listener.local_addr()?.port();
     let me = format!("{}:{port}", config.host);
-    let signals =
-        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])?;
+    let mut signals = member::StopSignals::new()?;
     let routes = Routes {
         delay: config.delay,
         ..Routes::default()
     };
-    let metrics = routes.metrics.clone();
+    let beats = routes.metrics.beats.clone();
     rt::spawn(server::serve(
         listener,
         Arc::new(routes),
         ServerConfig::default(),
     ))
     .detach();
-    let client = Client::new(ClientConfig::default());
-    let beats: Vec<_> = config
-        .registries
-        .iter()
-        .map(|registry| {
-            let beat = heartbeat(
-                client.clone(),
-                config.clone(),
-                registry.clone(),
-                me.clone(),
-                metrics.clone(),
-            );
-            rt::spawn(beat)
+    let mut member = Member::start(
+        member::Config {
+            registries: config.registries,
+            service: config.service,
+            addr: me.clone(),
+            token: config.token,
+            every: config.beat,
+            beat: Beat::RegisterList,
+            drain: config.drain,
+            role: "adder",
+        },
+        beats,
+    );
+    let signal = signals.next().await;
+    log::line("adder", format_args!("{me} got {}; leaving", signal.name()));
+    member
+        .drain(async {
+            signals.next().await;
         })
-        .collect();
-    let mut signals = signals;
-    let name = match signals.next().await {
-        Some(Ok(async_signal::Signal::Int)) => "SIGINT",
-        _ => "SIGTERM",
-    };
-    log::line("adder", format_args!("{me} got {name}; deregistering"));
-    for beat in beats {
-        beat.cancel().await;
-    }
-    let leaving: Vec<_> = config
-        .registries
-        .iter()
-        .map(|registry| {
-            rt::spawn(deregister(
-                client.clone(),
-                config.clone(),
-                registry.clone(),
-                me.clone(),
-            ))
-        })
-        .collect();
-    for task in leaving {
-        task.await;
-    }
+        .await;
+    member.deregister().await;
     Ok(())
-}
-
-/// Beats to `registry` at start and every `config.beat`; failures are logged once per outage, never
-/// fatal.
-async fn heartbeat(
-    client: Client,
-    config: Config,
-    registry: String,
-    me: String,
-    metrics: Arc<Metrics>,
-) {
-    let target = proto::register_list_target(&me, &config.service);
-    let bearer = bearer(config.token.as_deref());
-    let mut ticks = Timer::interval(config.beat);
-    let mut ok = None;
-    loop {
-        let result = client
-            .call("POST", &registry, &target, bearer.as_deref())
-            .await;
-        let now_ok = matches!(&result, Ok(r) if r.status == 200);
-        let counter = if now_ok {
-            &metrics.beats_ok
-        } else {
-            &metrics.beats_failed
-        };
-        counter.inc();
-        if ok != Some(now_ok) {
-            match &result {
-                Ok(r) if r.status == 200 => {
-                    log::line("adder", format_args!("{me} registered with {registry}"))
-                }
-                Ok(r) => log::line(
-                    "adder",
-                    format_args!(
-                        "{me}: registry refused the heartbeat: {} {}",
-                        r.status,
-                        r.text().trim_end()
-                    ),
-                ),
-                Err(e) => log::line(
-                    "adder",
-                    format_args!(
-                        "{me}: registry {registry} unreachable ({e}); retrying every {:?}",
-                        config.beat
-                    ),
-                ),
-            }
-            ok = Some(now_ok);
-        }
-        ticks.next().await;
-    }
-}
-
-async fn deregister(client: Client, config: Config, registry: String, me: String) {
-    let target = proto::instance_path(&config.service, &me);
-    let bearer = bearer(config.token.as_deref());
-    let me = me.as_str();
-    let leave = client.call("DELETE", &registry, &target, bearer.as_deref());
-    match rt::timeout(DEREGISTER_TIMEOUT, leave).await {
-        Some(Ok(r)) if r.status == 200 => {
-            log::line("adder", format_args!("{me} deregistered from {registry}"))
-        }
-        Some(Ok(r)) => log::line(
-            "adder",
-            format_args!("{me}: deregistration answered {}", r.status),
-        ),
-        Some(Err(e)) => log::line("adder", format_args!("{me}: deregistration failed: {e}")),
-        None => log::line("adder", format_args!("{me}: deregistration timed out")),
-    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,11 @@
 //! - `random` is the original design's pick; `round-robin` spreads evenly; `p2c` (power of two
 //!   choices, Envoy's least-request) draws two distinct instances and takes the one with fewer calls in flight,
 //!   which steers traffic away from a slow instance without any measurement of latency.
+//! - Weights (an instance's `weight` in the registry's listing) shape all three: `random` draws with
+//!   probability weight / total, `round-robin` is nginx's smooth weighted round-robin (weights 5, 1, 1
+//!   give `a a b a c a a`, not `a a a a a b c`), and `p2c` draws its two candidates by weight and
+//!   compares calls in flight per unit of weight (a tie goes to the first draw, so with nothing in
+//!   flight the split is the weights'). With equal weights each is its unweighted self.
 //! - Outlier ejection: after [`EJECT_AFTER`] consecutive failures an instance is skipped for
 //!   [`EJECT_BASE`] times the number of its ejections, capped at [`EJECT_MAX`] (Envoy's defaults, with
 //!   3 failures instead of 5 because a refused connection is already certain); at most half of the
@@ -66,6 +71,8 @@ impl fmt::Display for Strategy {
 
 #[derive(Debug, Default, Clone)]
 struct Stats {
+    /// Smooth weighted round-robin's running score (nginx's `current_weight`).
+    current: i64,
     in_flight: usize,
     failures: u32,
     ejections: u32,
@@ -88,8 +95,9 @@ struct Stats {
 pub struct Balancer {
     strategy: Strategy,
     instances: Vec<String>,
+    /// Weight of each of `instances`, at least 1.
+    weights: Vec<u32>,
     stats: HashMap<String, Stats>,
-    next: usize,
     rng: fastrand::Rng,
     budget: f64,
     budget_at: Option<Instant>,
@@ -101,18 +109,27 @@ impl Balancer {
         Balancer {
             strategy,
             instances: Vec::new(),
+            weights: Vec::new(),
             stats: HashMap::new(),
-            next: 0,
             rng: fastrand::Rng::new(),
             budget: BUDGET_FLOOR_PER_SEC,
             budget_at: None,
         }
     }
 
-    /// Replaces the instance list (from the registry); what was learned about kept instances stays.
+    /// Replaces the instance list (from the registry), all of weight 1; what was learned about kept
+    /// instances stays.
     pub fn set_instances(&mut self, instances: Vec<String>) {
-        self.stats.retain(|addr, _| instances.contains(addr));
-        self.instances = instances;
+        self.set_weighted(instances.into_iter().map(|a| (a, 1)).collect());
+    }
+
+    /// Replaces the instance list with weighted instances (a weight of 0 counts as 1: an instance
+    /// the registry lists as callable is callable).
+    pub fn set_weighted(&mut self, instances: Vec<(String, u32)>) {
+        self.stats
+            .retain(|addr, _| instances.iter().any(|(a, _)| a == addr));
+        (self.instances, self.weights) =
+            (instances.into_iter()).map(|(a, w)| (a, w.max(1))).unzip();
     }
 
     /// The instances known now.
@@ -151,18 +168,20 @@ impl Balancer {
             return None;
         }
         let pos = match self.strategy {
-            Strategy::Random => self.rng.usize(..pool.len()),
-            Strategy::RoundRobin => {
-                self.next = self.next.wrapping_add(1);
-                self.next % pool.len()
-            }
+            Strategy::Random => self.weighted_draw(pool, None),
+            Strategy::RoundRobin => self.smooth_round_robin(pool),
             Strategy::P2c if pool.len() == 1 => 0,
             Strategy::P2c => {
                 // Two distinct instances: with replacement (as Envoy draws) a slow instance would
                 // still get 1/n² of the calls, 11 % in a three-adder fleet.
-                let a = self.rng.usize(..pool.len());
-                let b = (a + 1 + self.rng.usize(..pool.len() - 1)) % pool.len();
-                if self.in_flight(pool[b]) < self.in_flight(pool[a]) {
+                let a = self.weighted_draw(pool, None);
+                let b = self.weighted_draw(pool, Some(a));
+                // Fewer calls in flight per unit of weight wins (f_b / w_b < f_a / w_a); a tie goes
+                // to the first draw, so with nothing in flight the split is the weights'.
+                let load = |i: usize, other: usize| {
+                    self.in_flight(pool[i]) as u64 * u64::from(self.weights[pool[other]])
+                };
+                if load(b, a) < load(a, b) {
                     b
                 } else {
                     a
@@ -170,6 +189,48 @@ impl Balancer {
             }
         };
         pool.get(pos).copied()
+    }
+
+    /// A position in `pool` drawn with probability weight / total, skipping `except`.
+    fn weighted_draw(&mut self, pool: &[usize], except: Option<usize>) -> usize {
+        let weight = |pos: usize| {
+            if Some(pos) == except {
+                0
+            } else {
+                u64::from(self.weights[pool[pos]])
+            }
+        };
+        let total: u64 = (0..pool.len()).map(weight).sum();
+        let mut u = self.rng.u64(..total.max(1));
+        for pos in 0..pool.len() {
+            let w = weight(pos);
+            if u < w {
+                return pos;
+            }
+            u -= w;
+        }
+        0
+    }
+
+    /// nginx's smooth weighted round-robin over `pool`: every candidate's score grows by its weight,
+    /// the highest score is picked and loses the total; equal weights visit each in turn.
+    fn smooth_round_robin(&mut self, pool: &[usize]) -> usize {
+        let mut total = 0i64;
+        let mut best: Option<(usize, i64)> = None;
+        for (pos, &i) in pool.iter().enumerate() {
+            let w = i64::from(self.weights[i]);
+            total += w;
+            let stats = self.stats.entry(self.instances[i].clone()).or_default();
+            stats.current += w;
+            if best.is_none_or(|(_, score)| stats.current > score) {
+                best = Some((pos, stats.current));
+            }
+        }
+        let pos = best.map_or(0, |(pos, _)| pos);
+        if let Some(stats) = self.stats.get_mut(&self.instances[pool[pos]]) {
+            stats.current -= total;
+        }
+        pos
     }
 
     fn in_flight(&self, i: usize) -> usize {
@@ -339,6 +400,62 @@ mod tests {
         assert!((200..=211).contains(&granted), "{granted}");
         assert!(!b.try_retry(now));
         assert!(b.try_retry(now + Duration::from_millis(150)));
+    }
+
+    fn weighted(strategy: Strategy) -> Balancer {
+        let mut b = Balancer::new(strategy);
+        b.set_weighted(vec![
+            ("a:1".into(), 5),
+            ("b:2".into(), 1),
+            ("c:3".into(), 1),
+        ]);
+        b
+    }
+
+    fn shares(b: &mut Balancer, n: usize) -> HashMap<String, usize> {
+        let now = Instant::now();
+        let mut seen = HashMap::new();
+        for _ in 0..n {
+            *seen.entry(b.pick(&[], now).unwrap()).or_default() += 1;
+        }
+        seen
+    }
+
+    #[test]
+    fn random_draws_by_weight() {
+        let seen = shares(&mut weighted(Strategy::Random), 7_000);
+        // 5/7, 1/7, 1/7 of 7000: 5000, 1000, 1000.
+        assert!((4_700..=5_300).contains(&seen["a:1"]), "{seen:?}");
+        assert!((850..=1_150).contains(&seen["b:2"]), "{seen:?}");
+    }
+
+    #[test]
+    fn round_robin_is_smooth_and_weighted_like_nginx() {
+        let mut b = weighted(Strategy::RoundRobin);
+        let now = Instant::now();
+        let picks: Vec<String> = (0..7).map(|_| b.pick(&[], now).unwrap()).collect();
+        // nginx's example: weights 5, 1, 1 give a a b a c a a.
+        assert_eq!(picks, ["a:1", "a:1", "b:2", "a:1", "c:3", "a:1", "a:1"]);
+        assert_eq!(shares(&mut b, 700)["a:1"], 500);
+    }
+
+    #[test]
+    fn p2c_draws_by_weight_and_weighs_calls_in_flight() {
+        let seen = shares(&mut weighted(Strategy::P2c), 7_000);
+        // Nothing in flight: the first weighted draw wins, so the split follows the weights.
+        assert!((4_700..=5_300).contains(&seen["a:1"]), "{seen:?}");
+        let mut b = weighted(Strategy::P2c);
+        let now = Instant::now();
+        // Four calls in flight on a (weight 5) is less load per weight than one on b (weight 1).
+        for _ in 0..4 {
+            b.start("a:1", now);
+        }
+        b.start("b:2", now);
+        b.start("c:3", now);
+        let a = (0..3000)
+            .filter(|_| b.pick(&[], now).unwrap() == "a:1")
+            .count();
+        assert!(a > 2_000, "a picked {a} of 3000");
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub fn encode(data: &[u8]) -> String {
 
 /// Why a base64 text was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecodeError {
+pub enum Base64Error {
     /// The length is not a multiple of four.
     BadLength,
     /// A byte outside the alphabet (or `=` before the end).
@@ -45,17 +45,17 @@ pub enum DecodeError {
     BadPadding,
 }
 
-impl fmt::Display for DecodeError {
+impl fmt::Display for Base64Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DecodeError::BadLength => f.write_str("base64 length is not a multiple of 4"),
-            DecodeError::BadByte(b) => write!(f, "byte 0x{b:02x} is not base64"),
-            DecodeError::BadPadding => f.write_str("malformed base64 padding"),
+            Base64Error::BadLength => f.write_str("base64 length is not a multiple of 4"),
+            Base64Error::BadByte(b) => write!(f, "byte 0x{b:02x} is not base64"),
+            Base64Error::BadPadding => f.write_str("malformed base64 padding"),
         }
     }
 }
 
-impl std::error::Error for DecodeError {}
+impl std::error::Error for Base64Error {}
 
 fn value(b: u8) -> Option<u32> {
     let v = match b {
@@ -75,10 +75,10 @@ fn value(b: u8) -> Option<u32> {
 /// assert_eq!(mini::base64::decode("Zm9vYg==").unwrap(), b"foob");
 /// assert!(mini::base64::decode("Zm9").is_err());
 /// ```
-pub fn decode(text: &str) -> Result<Vec<u8>, DecodeError> {
+pub fn decode(text: &str) -> Result<Vec<u8>, Base64Error> {
     let bytes = text.as_bytes();
     if !bytes.len().is_multiple_of(4) {
-        return Err(DecodeError::BadLength);
+        return Err(Base64Error::BadLength);
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
     let quads = bytes.len() / 4;
@@ -86,17 +86,17 @@ pub fn decode(text: &str) -> Result<Vec<u8>, DecodeError> {
         let last = qi + 1 == quads;
         let pad = quad.iter().rev().take_while(|&&b| b == b'=').count();
         if pad > 2 || (pad > 0 && !last) {
-            return Err(DecodeError::BadPadding);
+            return Err(Base64Error::BadPadding);
         }
         let mut n = 0u32;
         for &b in quad.iter().take(4 - pad) {
-            n = (n << 6) | value(b).ok_or(DecodeError::BadByte(b))?;
+            n = (n << 6) | value(b).ok_or(Base64Error::BadByte(b))?;
         }
         n <<= 6 * pad as u32;
         let got = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
         let keep = 3 - pad;
         if got.iter().skip(keep).any(|&b| b != 0) {
-            return Err(DecodeError::BadPadding);
+            return Err(Base64Error::BadPadding);
         }
         out.extend_from_slice(got.get(..keep).unwrap_or_default());
     }
@@ -137,13 +137,13 @@ mod tests {
 
     #[test]
     fn refuses_malformed_text() {
-        assert_eq!(decode("Zm9"), Err(DecodeError::BadLength));
-        assert_eq!(decode("Zm9*"), Err(DecodeError::BadByte(b'*')));
-        assert_eq!(decode("Z==="), Err(DecodeError::BadPadding));
-        assert_eq!(decode("Zg==Zm9v"), Err(DecodeError::BadPadding));
-        assert_eq!(decode("Zh=="), Err(DecodeError::BadPadding)); // non-zero hidden bits
-        assert_eq!(decode("Zm 9"), Err(DecodeError::BadByte(b' ')));
-        assert_eq!(decode("=Zm9"), Err(DecodeError::BadByte(b'=')));
+        assert_eq!(decode("Zm9"), Err(Base64Error::BadLength));
+        assert_eq!(decode("Zm9*"), Err(Base64Error::BadByte(b'*')));
+        assert_eq!(decode("Z==="), Err(Base64Error::BadPadding));
+        assert_eq!(decode("Zg==Zm9v"), Err(Base64Error::BadPadding));
+        assert_eq!(decode("Zh=="), Err(Base64Error::BadPadding)); // non-zero hidden bits
+        assert_eq!(decode("Zm 9"), Err(Base64Error::BadByte(b' ')));
+        assert_eq!(decode("=Zm9"), Err(Base64Error::BadByte(b'=')));
     }
 
     #[test]

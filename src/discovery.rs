@@ -3,12 +3,14 @@
 //! copy that a long-running caller picks from without asking the registry per call.
 //!
 //! Listings are read in their JSON form ([`proto::decode_listing`]), the one the registry's routes
-//! render with [`proto::encode_listing`]; the text form is for people.
+//! render with [`proto::encode_listing`]; the text form is for people. A draining instance is listed
+//! but never offered to the balancer, and each instance's `weight` goes with it.
 
 use crate::balance::{Balancer, Strategy, EJECT_AFTER};
 use crate::http::client::{Client, ClientConfig, ClientError};
 use crate::proto::{self, Listing, ListingError, ServiceName};
 use crate::rt;
+use crate::spec::Spec;
 use smol::channel::{Receiver, Sender};
 use smol::Timer;
 use std::collections::BTreeMap;
@@ -23,17 +25,47 @@ use std::time::Instant;
 pub struct Snapshot {
     /// The registry's change index for the service (also its `X-Mini-Index`).
     pub index: u64,
-    /// Address → healthy.
-    pub instances: BTreeMap<String, bool>,
+    /// Address → what the listing says of it.
+    pub instances: BTreeMap<String, Seen>,
+}
+
+/// One instance of a [`Snapshot`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// Its probes pass (not excluded).
+    pub healthy: bool,
+    /// Marked draining: listed, not to be called.
+    pub draining: bool,
+    /// Its check, tags, meta and weight.
+    pub spec: Spec,
+}
+
+impl Seen {
+    /// A healthy instance, not draining, with the default spec.
+    pub fn healthy() -> Seen {
+        Seen {
+            healthy: true,
+            ..Seen::default()
+        }
+    }
+
+    /// Whether it may be called: healthy and not draining.
+    pub fn callable(&self) -> bool {
+        self.healthy && !self.draining
+    }
 }
 
 impl Snapshot {
-    /// Healthy addresses, in order.
+    /// Callable addresses (healthy, not draining), in order.
     pub fn healthy(&self) -> Vec<String> {
-        self.instances
-            .iter()
-            .filter(|(_, ok)| **ok)
-            .map(|(a, _)| a.clone())
+        self.weighted().into_iter().map(|(a, _)| a).collect()
+    }
+
+    /// Callable addresses with their weights, in order.
+    pub fn weighted(&self) -> Vec<(String, u32)> {
+        (self.instances.iter())
+            .filter(|(_, seen)| seen.callable())
+            .map(|(a, seen)| (a.clone(), u32::from(seen.spec.weight)))
             .collect()
     }
 
@@ -41,10 +73,11 @@ impl Snapshot {
     ///
     /// ```
     /// let body = br#"{"service":"add","index":7,"instances":[
-    ///     {"addr":"127.0.0.1:1","health":"healthy"},{"addr":"127.0.0.1:2","health":"excluded"}]}"#;
+    ///     {"addr":"127.0.0.1:1","health":"healthy","weight":3},{"addr":"127.0.0.1:2","health":"excluded"},
+    ///     {"addr":"127.0.0.1:3","health":"healthy","draining":true}]}"#;
     /// let s = mini::discovery::Snapshot::read(body).unwrap();
-    /// assert_eq!(s.healthy(), ["127.0.0.1:1"]);
-    /// assert_eq!((s.index, s.instances.len()), (7, 2));
+    /// assert_eq!(s.weighted(), [("127.0.0.1:1".to_string(), 3)]);
+    /// assert_eq!((s.index, s.instances.len()), (7, 3));
     /// ```
     pub fn read(body: &[u8]) -> Result<Snapshot, ListingError> {
         proto::decode_listing(body).map(Snapshot::from)
@@ -53,9 +86,18 @@ impl Snapshot {
 
 impl From<Listing> for Snapshot {
     fn from(listing: Listing) -> Snapshot {
+        let seen =
+            (listing.instances.into_iter().zip(listing.specs)).map(|((addr, healthy), s)| {
+                let seen = Seen {
+                    healthy,
+                    draining: s.draining,
+                    spec: s.spec,
+                };
+                (addr, seen)
+            });
         Snapshot {
             index: listing.index,
-            instances: listing.instances.into_iter().collect(),
+            instances: seen.collect(),
         }
     }
 }
@@ -63,21 +105,34 @@ impl From<Listing> for Snapshot {
 /// A change of one instance between two snapshots (what `mini watch` prints).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InstanceEvent {
-    /// A new instance, with its health.
-    Added(String, bool),
+    /// A new instance, with what it is.
+    Added(String, Seen),
     /// An instance that is gone (deregistered or expired).
     Removed(String),
     /// An instance whose health flipped.
     Health(String, bool),
+    /// An instance marked draining (`true`) or back in rotation.
+    Draining(String, bool),
+    /// An instance that re-registered with another check, tags, meta or weight.
+    Spec(String, Spec),
 }
 
 impl fmt::Display for InstanceEvent {
+    /// `+ ADDR healthy[ draining] weight=N check=C[ tags=..][ meta=..]`, `- ADDR removed`,
+    /// `~ ADDR healthy|excluded`, `~ ADDR draining|undrained`, `~ ADDR weight=N check=C ...`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let word = |ok: &bool| proto::health_word(*ok);
         match self {
-            InstanceEvent::Added(a, ok) => write!(f, "+ {a} {}", word(ok)),
+            InstanceEvent::Added(a, seen) => {
+                let draining = if seen.draining { " draining" } else { "" };
+                let (health, spec) = (word(&seen.healthy), seen.spec.describe());
+                write!(f, "+ {a} {health}{draining} {spec}")
+            }
             InstanceEvent::Removed(a) => write!(f, "- {a} removed"),
             InstanceEvent::Health(a, ok) => write!(f, "~ {a} {}", word(ok)),
+            InstanceEvent::Draining(a, true) => write!(f, "~ {a} draining"),
+            InstanceEvent::Draining(a, false) => write!(f, "~ {a} undrained"),
+            InstanceEvent::Spec(a, spec) => write!(f, "~ {a} {}", spec.describe()),
         }
     }
 }
@@ -85,27 +140,36 @@ impl fmt::Display for InstanceEvent {
 /// The events that turn `old` into `new`.
 ///
 /// ```
-/// use mini::discovery::{diff, InstanceEvent, Snapshot};
-/// let old = Snapshot { index: 1, instances: [("a:1".into(), true), ("b:2".into(), true)].into() };
-/// let new = Snapshot { index: 2, instances: [("a:1".into(), false), ("c:3".into(), true)].into() };
+/// use mini::discovery::{diff, InstanceEvent, Seen, Snapshot};
+/// let (up, down) = (Seen::healthy(), Seen::default());
+/// let old = Snapshot { index: 1, instances: [("a:1".into(), up.clone()), ("b:2".into(), up.clone())].into() };
+/// let new = Snapshot { index: 2, instances: [("a:1".into(), down), ("c:3".into(), up.clone())].into() };
 /// assert_eq!(diff(&old, &new), [
 ///     InstanceEvent::Health("a:1".into(), false),
 ///     InstanceEvent::Removed("b:2".into()),
-///     InstanceEvent::Added("c:3".into(), true),
+///     InstanceEvent::Added("c:3".into(), up),
 /// ]);
 /// ```
 pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<InstanceEvent> {
     let mut events = Vec::new();
-    for (addr, ok) in &old.instances {
-        match new.instances.get(addr) {
-            None => events.push(InstanceEvent::Removed(addr.clone())),
-            Some(now) if now != ok => events.push(InstanceEvent::Health(addr.clone(), *now)),
-            Some(_) => {}
+    for (addr, was) in &old.instances {
+        let Some(now) = new.instances.get(addr) else {
+            events.push(InstanceEvent::Removed(addr.clone()));
+            continue;
+        };
+        if now.spec != was.spec {
+            events.push(InstanceEvent::Spec(addr.clone(), now.spec.clone()));
+        }
+        if now.draining != was.draining {
+            events.push(InstanceEvent::Draining(addr.clone(), now.draining));
+        }
+        if now.healthy != was.healthy {
+            events.push(InstanceEvent::Health(addr.clone(), now.healthy));
         }
     }
-    for (addr, ok) in &new.instances {
+    for (addr, seen) in &new.instances {
         if !old.instances.contains_key(addr) {
-            events.push(InstanceEvent::Added(addr.clone(), *ok));
+            events.push(InstanceEvent::Added(addr.clone(), seen.clone()));
         }
     }
     events
@@ -254,7 +318,7 @@ impl Discovery {
         rt::timeout(limit, self.ready.recv()).await.is_some()
     }
 
-    /// The healthy instances known now (`examples/discovery.rs` prints them).
+    /// The callable instances known now (`examples/discovery.rs` prints them).
     pub fn instances(&self) -> Vec<String> {
         self.shared.balancer().instances().to_vec()
     }
@@ -299,7 +363,7 @@ async fn keep_watching(
         let registry = &registries[turn % registries.len()];
         match fetch(&http, registry, &shared.service, after, WATCH_WAIT, &bearer).await {
             Ok(snapshot) => {
-                shared.balancer().set_instances(snapshot.healthy());
+                shared.balancer().set_weighted(snapshot.weighted());
                 shared.has_snapshot.store(true, Ordering::Release);
                 let _ = ready.try_send(());
                 after = Some(snapshot.index);
@@ -316,5 +380,50 @@ async fn keep_watching(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(healthy: bool, draining: bool, pairs: &[(&str, &str)]) -> Seen {
+        let spec = Spec::parse(pairs.iter().copied(), None).unwrap().spec;
+        Seen {
+            healthy,
+            draining,
+            spec,
+        }
+    }
+
+    #[test]
+    fn drains_and_spec_changes_are_events_and_print_on_one_line() {
+        let snap = |a: Seen| Snapshot {
+            index: 1,
+            instances: [("h:1".to_string(), a)].into(),
+        };
+        let old = snap(seen(true, false, &[]));
+        let new = snap(seen(false, true, &[("tag", "v2"), ("weight", "3")]));
+        let events = diff(&old, &new);
+        let lines: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "~ h:1 weight=3 check=http:/aliveCheck tags=v2",
+                "~ h:1 draining",
+                "~ h:1 excluded"
+            ]
+        );
+        let added = diff(&Snapshot::default(), &new);
+        assert_eq!(
+            added[0].to_string(),
+            "+ h:1 excluded draining weight=3 check=http:/aliveCheck tags=v2"
+        );
+        assert_eq!(diff(&new, &old)[1].to_string(), "~ h:1 undrained");
+        // Neither draining nor excluded instances are offered; weights go with the others.
+        let mut many = new.clone();
+        many.instances
+            .insert("h:2".into(), seen(true, false, &[("weight", "9")]));
+        assert_eq!(many.weighted(), [("h:2".to_string(), 9)]);
     }
 }

@@ -69,6 +69,59 @@ pub fn show(d: Duration) -> String {
     }
 }
 
+/// Parses Go's `time.ParseDuration` syntax, which Consul's clients send (`120000ms`, `1m30s`, `1.5h`,
+/// `10s`, `0`): a sequence of decimal numbers, each with a unit of `ns`, `us`, `µs`, `ms`, `s`, `m` or
+/// `h`. Negative durations and values past [`MAX`] are refused.
+///
+/// ```
+/// use std::time::Duration;
+/// use mini::duration::parse_go;
+/// assert_eq!(parse_go("120000ms"), Ok(Duration::from_secs(120)));
+/// assert_eq!(parse_go("1m30s"), Ok(Duration::from_secs(90)));
+/// assert_eq!(parse_go("1.5s"), Ok(Duration::from_millis(1500)));
+/// assert!(parse_go("5").is_err());
+/// ```
+pub fn parse_go(value: &str) -> Result<Duration, String> {
+    let bad = || format!("{value:?} is not a Go duration (try 30s, 1m30s or 120000ms)");
+    if value == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = value;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (num, tail) = rest.split_at(num_end);
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return Err(bad());
+        }
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_end);
+        let nanos = match unit {
+            "ns" => 1.0,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(bad()),
+        };
+        total += n * nanos;
+        if total > MAX.as_nanos() as f64 {
+            return Err(format!("{value:?} is longer than a day"));
+        }
+        rest = next;
+    }
+    Ok(Duration::from_nanos(total.round() as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +148,19 @@ mod tests {
         ] {
             assert_eq!(parse(&show(d)), Ok(d));
         }
+    }
+
+    #[test]
+    fn go_durations_as_consul_clients_send_them() {
+        assert_eq!(parse_go("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_go("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_go("1h2m3s"), Ok(Duration::from_secs(3723)));
+        assert_eq!(parse_go("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_go("\u{b5}s"), Err(parse_go("\u{b5}s").unwrap_err()));
+        assert_eq!(parse_go("3\u{b5}s"), Ok(Duration::from_micros(3)));
+        for bad in ["", "s", "5", "-1s", "1x", "1..5s", ".s", "1s5"] {
+            assert!(parse_go(bad).is_err(), "{bad}");
+        }
+        assert!(parse_go("25h").is_err());
     }
 }

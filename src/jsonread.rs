@@ -2,7 +2,7 @@
 //! serializer crate. [`crate::json`] is the writer.
 //!
 //! It reads untrusted bytes from the network, so it is bounded and total: the input size and the
-//! nesting depth are capped ([`Limits`]), every error is a [`ParseError`] with the byte offset, and no
+//! nesting depth are capped ([`JsonLimits`]), every error is a [`ParseError`] with the byte offset, and no
 //! input makes it panic (recursion stops at the depth limit, so the stack is bounded too).
 //!
 //! Numbers keep their source text: etcd sends int64 fields as strings, but a reader that turned
@@ -17,16 +17,16 @@ pub const DEFAULT_MAX_DEPTH: usize = 64;
 
 /// Size and depth caps for one parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct JsonLimits {
     /// Longest accepted input, in bytes.
     pub max_bytes: usize,
     /// Deepest accepted nesting of arrays and objects.
     pub max_depth: usize,
 }
 
-impl Default for Limits {
+impl Default for JsonLimits {
     fn default() -> Self {
-        Limits {
+        JsonLimits {
             max_bytes: DEFAULT_MAX_BYTES,
             max_depth: DEFAULT_MAX_DEPTH,
         }
@@ -115,9 +115,9 @@ pub struct ParseError {
 /// The kinds of [`ParseError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// The input is longer than [`Limits::max_bytes`].
+    /// The input is longer than [`JsonLimits::max_bytes`].
     TooLarge,
-    /// Arrays and objects nest deeper than [`Limits::max_depth`].
+    /// Arrays and objects nest deeper than [`JsonLimits::max_depth`].
     TooDeep,
     /// The input ended inside a value.
     UnexpectedEnd,
@@ -148,7 +148,7 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Parses one JSON value with the default [`Limits`].
+/// Parses one JSON value with the default [`JsonLimits`].
 ///
 /// ```
 /// use mini::jsonread::{parse, Value};
@@ -157,11 +157,11 @@ impl std::error::Error for ParseError {}
 /// assert!(parse(b"[1,]").is_err());
 /// ```
 pub fn parse(input: &[u8]) -> Result<Value, ParseError> {
-    parse_with(input, Limits::default())
+    parse_with(input, JsonLimits::default())
 }
 
 /// Parses one JSON value (surrounded by optional whitespace) within `limits`.
-pub fn parse_with(input: &[u8], limits: Limits) -> Result<Value, ParseError> {
+pub fn parse_with(input: &[u8], limits: JsonLimits) -> Result<Value, ParseError> {
     if input.len() > limits.max_bytes {
         return Err(ParseError {
             at: limits.max_bytes,
@@ -493,7 +493,7 @@ mod tests {
         // Far deeper than any stack would survive, refused at the limit without recursion past it.
         let hostile = "{\"a\":".repeat(500_000);
         assert_eq!(kind(&hostile), ErrorKind::TooDeep);
-        let limits = Limits {
+        let limits = JsonLimits {
             max_bytes: 8,
             max_depth: 4,
         };

@@ -1,17 +1,20 @@
-//! The `mini` command line: `mini registry`, `mini adder PORT`, `mini client A B`, `mini watch SERVICE`.
+//! The `mini` command line: `mini registry`, `mini adder PORT`, `mini client A B`, `mini watch SERVICE`,
+//! `mini register SERVICE HOST:PORT [-- CMD ARGS...]`.
 //!
 //! Only the argh structs and their conversion into each role's `Config`; each role binds, logs and
 //! runs itself (`registry::serve`, `adder::serve`, `client::run`, `watcher::serve`), and the
 //! environment fallbacks live in `mini::env`.
 //!
-//! Exit codes: 0 done, 1 the work failed (no adder, registry unreachable), 2 bad arguments.
+//! Exit codes: 0 done, 1 the work failed (no adder, registry unreachable), 2 bad arguments; `mini
+//! register` with a command ends with the command's status (127 if it cannot be started).
 
 use argh::FromArgs;
 use mini::addr::{self, ListError, ListForm};
 use mini::balance::Strategy;
 use mini::proto::ServiceName;
 use mini::registry::store::StoreConfig;
-use mini::{adder, client, duration, env, registry, watcher};
+use mini::spec::Spec;
+use mini::{adder, client, duration, env, member, registry, sidecar, watcher};
 use std::fmt::Display;
 use std::future::Future;
 use std::process::ExitCode;
@@ -32,6 +35,7 @@ enum Role {
     Adder(AdderArgs),
     Client(ClientArgs),
     Watch(WatchArgs),
+    Register(RegisterArgs),
 }
 
 /// Print each instance event of SERVICE as it happens (+ added, - removed, ~ health).
@@ -100,6 +104,22 @@ struct RegistryArgs {
     /// http://127.0.0.1:2379)
     #[argh(option)]
     etcd: Option<String>,
+    /// serve DNS (A/AAAA/SRV) on this UDP and TCP address, e.g. 127.0.0.1:8600 (off by default)
+    #[argh(option)]
+    dns: Option<String>,
+    /// the DNS domain: NAME.service.DOMAIN (default mini)
+    #[argh(option, default = "mini::dns::DEFAULT_DOMAIN.to_string()")]
+    dns_domain: String,
+    /// TTL of DNS records (default 0s, as Consul's)
+    #[argh(
+        option,
+        default = "Duration::ZERO",
+        from_str_fn(duration::parse_or_zero)
+    )]
+    dns_ttl: Duration,
+    /// the datacenter Consul's API reports (default dc1)
+    #[argh(option, default = "mini::consul::DEFAULT_DATACENTER.to_string()")]
+    datacenter: String,
 }
 
 /// Run an adder on PORT (0 picks a free one) and keep it registered.
@@ -127,6 +147,63 @@ struct AdderArgs {
     /// testing only: wait this long before answering each sum (a slow adder)
     #[argh(option, from_str_fn(duration::parse))]
     delay: Option<Duration>,
+    /// on SIGTERM/SIGINT, stay up this long marked draining before deregistering (default 2s; 0s for
+    /// none)
+    #[argh(
+        option,
+        default = "member::DEFAULT_DRAIN",
+        from_str_fn(duration::parse_or_zero)
+    )]
+    drain: Duration,
+}
+
+/// Keep HOST:PORT registered under SERVICE by heartbeat; with `-- CMD ARGS...`, run CMD as a child,
+/// register it once HOST:PORT accepts connections, and leave when it exits (ending with its status).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "register")]
+struct RegisterArgs {
+    /// the service to register under
+    #[argh(positional)]
+    service: String,
+    /// the instance's HOST:PORT, as clients reach it
+    #[argh(positional)]
+    addr: String,
+    /// how the registry checks it: http:/PATH (any 2xx), tcp (a connect) or none (the lease alone)
+    /// (default http:/aliveCheck)
+    #[argh(option)]
+    check: Option<String>,
+    /// a tag (repeatable; lookups can filter on tags)
+    #[argh(option)]
+    tag: Vec<String>,
+    /// metadata KEY:VALUE (repeatable)
+    #[argh(option)]
+    meta: Vec<String>,
+    /// share of picks, 1 to 1000 (default 1)
+    #[argh(option)]
+    weight: Option<String>,
+    /// heartbeat period (default 5s)
+    #[argh(option, default = "member::DEFAULT_BEAT", from_str_fn(duration::parse))]
+    beat: Duration,
+    /// lease each heartbeat asks for (default 15s)
+    #[argh(option, default = "sidecar::DEFAULT_TTL", from_str_fn(duration::parse))]
+    ttl: Duration,
+    /// registry HOST:PORT, or several separated by commas: beats go to each (default 127.0.0.1:6666)
+    #[argh(option, default = "registry::DEFAULT_LISTEN.to_string()")]
+    registry: String,
+    /// the registry's token (or MINI_TOKEN)
+    #[argh(option)]
+    token: Option<String>,
+    /// on SIGTERM/SIGINT, stay registered this long marked draining before passing the signal on
+    /// and deregistering (default 2s; 0s for none)
+    #[argh(
+        option,
+        default = "member::DEFAULT_DRAIN",
+        from_str_fn(duration::parse_or_zero)
+    )]
+    drain: Duration,
+    /// after `--`: the command to run as the child, and its arguments
+    #[argh(positional, greedy)]
+    command: Vec<String>,
 }
 
 /// Ask the registry for an adder and print A + B.
@@ -215,6 +292,10 @@ fn main() -> ExitCode {
             watcher::serve(config).await;
             Ok::<(), std::convert::Infallible>(())
         }),
+        Role::Register(a) => match register_config(a) {
+            Ok(config) => ExitCode::from(mini::rt::block_on(sidecar::run(config))),
+            Err(why) => usage_error(&why),
+        },
     }
 }
 
@@ -294,6 +375,7 @@ fn negative_numbers_as_positionals(args: Vec<String>) -> Vec<String> {
 fn usage_error(message: &str) -> ExitCode {
     eprintln!("mini: {}", message.trim_end());
     eprintln!("usage: mini registry [--listen ADDR] | mini adder PORT [--registry ADDR] | mini client A B [--registry ADDR] [--repeat N]");
+    eprintln!("       mini register SERVICE HOST:PORT [--check http:/PATH|tcp|none] [--registry ADDR] [-- CMD ARGS...]");
     eprintln!("run `mini <role> --help` for every option");
     ExitCode::from(2)
 }
@@ -320,6 +402,23 @@ fn store_config(store: StoreKind, etcd: Option<String>) -> Result<StoreConfig, S
 }
 
 fn registry_config(a: RegistryArgs) -> Result<registry::Config, String> {
+    let dns = match &a.dns {
+        None => None,
+        Some(listen) => {
+            let listen = listen
+                .parse()
+                .map_err(|_| format!("--dns: {listen:?} is not an IP:PORT"))?;
+            if !mini::proto::ServiceName::is_valid(&a.dns_domain) {
+                return Err(format!("--dns-domain: {:?} is not a domain", a.dns_domain));
+            }
+            Some(mini::dns::DnsConfig {
+                listen,
+                domain: a.dns_domain.clone(),
+                ttl: u32::try_from(a.dns_ttl.as_secs()).unwrap_or(u32::MAX),
+                ..Default::default()
+            })
+        }
+    };
     let store = store_config(a.store, a.etcd)?;
     Ok(registry::Config {
         store,
@@ -336,6 +435,8 @@ fn registry_config(a: RegistryArgs) -> Result<registry::Config, String> {
             max_connections: a.max_connections.max(1),
             ..Default::default()
         },
+        dns,
+        datacenter: a.datacenter,
         ..registry::Config::default()
     })
 }
@@ -350,6 +451,46 @@ fn adder_config(a: AdderArgs) -> Result<adder::Config, String> {
         service,
         token,
         delay: a.delay,
+        drain: a.drain,
+    })
+}
+
+fn register_config(a: RegisterArgs) -> Result<sidecar::Config, String> {
+    let (registries, service, token) = peer_flags(&a.registry, &a.service, a.token)?;
+    if let Err(e) = addr::check(&a.addr) {
+        return Err(format!("HOST:PORT {:?}: {e}", a.addr));
+    }
+    // The registry's own parser checks the flags, so what it would refuse is refused here first.
+    let mut fields: Vec<(&str, &str)> = Vec::new();
+    fields.extend(a.check.as_deref().map(|c| ("check", c)));
+    fields.extend(a.tag.iter().map(|t| ("tag", t.as_str())));
+    fields.extend(a.meta.iter().map(|m| ("meta", m.as_str())));
+    fields.extend(a.weight.as_deref().map(|w| ("weight", w)));
+    let spec = Spec::parse(fields, None).map_err(|e| e.to_string())?.spec;
+    if a.ttl > registry::MAX_TTL {
+        let max = duration::show(registry::MAX_TTL);
+        return Err(format!(
+            "--ttl {}: longer than {max}",
+            duration::show(a.ttl)
+        ));
+    }
+    if a.beat >= a.ttl {
+        return Err(format!(
+            "--beat {} must be shorter than --ttl {}, or the lease runs out between beats",
+            duration::show(a.beat),
+            duration::show(a.ttl)
+        ));
+    }
+    Ok(sidecar::Config {
+        registries,
+        service,
+        addr: a.addr,
+        spec,
+        ttl: a.ttl,
+        beat: a.beat,
+        token,
+        drain: a.drain,
+        command: a.command,
     })
 }
 

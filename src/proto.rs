@@ -7,16 +7,19 @@
 //!
 //! | route | path or builder |
 //! |---|---|
-//! | `POST /registerList?ip=HOST:PORT[&service=NAME]` (original) | [`register_list_target`] |
-//! | `GET /serviceAddr?queryParam=NAME` (original) | [`service_addr_target`] |
-//! | `PUT`/`DELETE /v1/services/{service}/{addr}` | [`instance_path`] |
+//! | `POST /registerList?ip=HOST:PORT[&service=NAME]` (original; keeps the spec, a new instance gets the default) | [`register_list_target`] |
+//! | `GET /serviceAddr?queryParam=NAME[&tag=T]...` (original, plus tag filters) | [`service_addr_target`] |
+//! | `PUT /v1/services/{service}/{addr}[?ttl=&check=&tag=&meta=K:V&weight=]` (or the same as a JSON body) | [`register_target`], [`INSTANCE_PATTERN`] |
+//! | `DELETE /v1/services/{service}/{addr}` | [`instance_path`] |
+//! | `POST`/`DELETE /v1/services/{service}/{addr}/drain` (drain / undo) | [`drain_path`], [`DRAIN_PATTERN`] |
 //! | `GET /v1/services` | [`SERVICES`] |
-//! | `GET /v1/services/{service}` (text) | [`service_path`] |
+//! | `GET /v1/services/{service}[?tag=T]...` (text) | [`service_path`] |
 //! | `GET /v1/services/{service}?format=json` | [`listing_target`], read by [`decode_listing`] |
 //! | `GET /v1/services/{service}?index=N&wait=D&format=json` | [`watch_target`] |
 //! | `GET /Add/{a}/{b}` on an adder (original) | [`add_target`] |
 //! | `GET /aliveCheck` on an adder (original) | [`ALIVE_CHECK`] |
 
+use crate::spec::Spec;
 use crate::{json, jsonread};
 use std::fmt;
 use std::str::FromStr;
@@ -32,6 +35,11 @@ pub const SERVICES: &str = "/v1/services";
 pub const SERVICE_PATTERN: &str = "/v1/services/{}";
 /// Router pattern of one instance: `PUT` registers or renews, `DELETE` deregisters.
 pub const INSTANCE_PATTERN: &str = "/v1/services/{}/{}";
+/// Router pattern of an instance's drain mark: `POST` drains, `DELETE` undoes it.
+pub const DRAIN_PATTERN: &str = "/v1/services/{}/{}/drain";
+/// The query key of a tag filter on lookups and listings, and of a tag on a registration
+/// (repeatable: an instance must carry every tag asked for).
+pub const TAG: &str = "tag";
 /// Health of a role itself (`GET`, both roles).
 pub const HEALTH: &str = "/health";
 /// Prometheus counters (`GET`, both roles).
@@ -251,8 +259,12 @@ pub fn health_word(healthy: bool) -> &'static str {
 pub struct ListedInstance<'a> {
     /// `HOST:PORT`.
     pub addr: &'a str,
-    /// Not excluded by a failed probe.
+    /// Not excluded by a failed probe (it may still be draining).
     pub healthy: bool,
+    /// Marked draining: listed, never picked.
+    pub draining: bool,
+    /// Its check, tags, meta and weight.
+    pub spec: &'a Spec,
     /// Milliseconds since its last heartbeat.
     pub last_beat_ms_ago: u64,
     /// Milliseconds until its lease runs out.
@@ -276,16 +288,21 @@ pub struct ListedProbe {
 
 /// The JSON form of a service listing:
 /// `{"service":S,"index":N,"instances":[{"addr":A,"health":H,"last_beat_ms_ago":N,"expires_in_ms":N,
-/// "ttl_ms":N,"picks":N,"last_probe":{"ok":B,"ms_ago":N}|null},...]}`.
+/// "ttl_ms":N,"picks":N,"last_probe":{"ok":B,"ms_ago":N}|null,"check":C,"tags":[T,...],
+/// "meta":{K:V,...},"weight":N,"draining":B},...]}`. The fields from `check` on came with issue 11,
+/// after the others, so a reader of the older form reads this one unchanged.
 ///
 /// ```
 /// use mini::proto::{decode_listing, encode_listing, ListedInstance};
-/// let one = ListedInstance { addr: "h:1", healthy: false, last_beat_ms_ago: 1, expires_in_ms: 2,
-///     ttl_ms: 3, picks: 4, last_probe: None };
+/// use mini::spec::Spec;
+/// let spec = Spec::default();
+/// let one = ListedInstance { addr: "h:1", healthy: false, draining: false, spec: &spec,
+///     last_beat_ms_ago: 1, expires_in_ms: 2, ttl_ms: 3, picks: 4, last_probe: None };
 /// let body = encode_listing("add", 9, [one]);
-/// assert_eq!(body, r#"{"service":"add","index":9,"instances":[{"addr":"h:1","health":"excluded","last_beat_ms_ago":1,"expires_in_ms":2,"ttl_ms":3,"picks":4,"last_probe":null}]}"#);
+/// assert_eq!(body, r#"{"service":"add","index":9,"instances":[{"addr":"h:1","health":"excluded","last_beat_ms_ago":1,"expires_in_ms":2,"ttl_ms":3,"picks":4,"last_probe":null,"check":"http:/aliveCheck","tags":[],"meta":{},"weight":1,"draining":false}]}"#);
 /// let read = decode_listing(body.as_bytes()).unwrap();
 /// assert_eq!((read.index, read.instances), (9, vec![("h:1".to_string(), false)]));
+/// assert_eq!(read.specs[0].spec, spec);
 /// ```
 pub fn encode_listing<'a>(
     service: &str,
@@ -318,6 +335,8 @@ fn encode_instance(i: &ListedInstance<'_>) -> String {
         ),
         None => o.null("last_probe"),
     };
+    i.spec.write_json(&mut o);
+    o.bool("draining", i.draining);
     o.finish()
 }
 
@@ -331,6 +350,18 @@ pub struct Listing {
     pub index: u64,
     /// `(HOST:PORT, healthy)`, in the registry's order.
     pub instances: Vec<(String, bool)>,
+    /// What each of [`Listing::instances`] says about itself, in the same order.
+    pub specs: Vec<ListedSpec>,
+}
+
+/// An instance's spec and drain mark as a listing carries them; a registry older than issue 11
+/// lists neither, which reads as the default spec, not draining.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListedSpec {
+    /// Its check, tags, meta and weight.
+    pub spec: Spec,
+    /// Marked draining: not to be called.
+    pub draining: bool,
 }
 
 /// A body that is not the JSON form of a listing.
@@ -363,6 +394,7 @@ pub fn decode_listing(body: &[u8]) -> Result<Listing, ListingError> {
         .and_then(jsonread::Value::as_array)
         .ok_or_else(|| bad("no instances"))?;
     let mut instances = Vec::with_capacity(items.len());
+    let mut specs = Vec::with_capacity(items.len());
     for item in items {
         let addr = item
             .get("addr")
@@ -374,11 +406,16 @@ pub fn decode_listing(body: &[u8]) -> Result<Listing, ListingError> {
             _ => return Err(bad("an instance without health")),
         };
         instances.push((addr.to_string(), healthy));
+        specs.push(ListedSpec {
+            spec: Spec::read_json(item).unwrap_or_default(),
+            draining: item.get("draining").and_then(jsonread::Value::as_bool) == Some(true),
+        });
     }
     Ok(Listing {
         service,
         index,
         instances,
+        specs,
     })
 }
 
@@ -386,6 +423,77 @@ fn as_u64(v: &jsonread::Value) -> Option<u64> {
     match v {
         jsonread::Value::Number(text) => text.parse().ok(),
         _ => None,
+    }
+}
+
+/// A registration or renewal that says what the instance is:
+/// `/v1/services/SERVICE/ADDR?ttl=T&check=C[&tag=T]...[&meta=K:V]...&weight=N`, the `PUT` that
+/// `mini register` beats with. Values are percent-encoded where the query needs it (a tag may hold a
+/// space, a check path a `?`); the registry decodes them back to exactly what [`Spec`] holds.
+///
+/// [`Spec`]: crate::spec::Spec
+///
+/// ```
+/// use mini::proto::{register_target, ServiceName};
+/// use mini::spec::{Check, Spec};
+/// use std::time::Duration;
+/// let web = ServiceName::try_from("web").unwrap();
+/// let spec = Spec {
+///     check: Check::Http("/healthz".into()),
+///     tags: vec!["v2".into(), "eu west".into()],
+///     meta: vec![("zone".into(), "a&b".into())],
+///     weight: 5,
+/// };
+/// assert_eq!(
+///     register_target(&web, "h:1", &spec, Duration::from_secs(15)),
+///     "/v1/services/web/h:1?ttl=15s&check=http:/healthz&tag=v2&tag=eu%20west&meta=zone:a%26b&weight=5"
+/// );
+/// ```
+pub fn register_target(
+    service: &ServiceName,
+    addr: &str,
+    spec: &crate::spec::Spec,
+    ttl: Duration,
+) -> String {
+    let mut target = instance_path(service, addr);
+    target.push_str("?ttl=");
+    target.push_str(&crate::duration::show(ttl));
+    target.push_str("&check=");
+    push_query_value(&mut target, &spec.check.to_string());
+    for tag in &spec.tags {
+        target.push_str("&tag=");
+        push_query_value(&mut target, tag);
+    }
+    for (key, value) in &spec.meta {
+        target.push_str("&meta=");
+        push_query_value(&mut target, key);
+        target.push(':');
+        push_query_value(&mut target, value);
+    }
+    target.push_str("&weight=");
+    target.push_str(&spec.weight.to_string());
+    target
+}
+
+/// Marking an instance draining: `/v1/services/SERVICE/ADDR/drain` (`POST` drains, `DELETE` undoes).
+///
+/// ```
+/// let web = mini::proto::ServiceName::try_from("web").unwrap();
+/// assert_eq!(mini::proto::drain_path(&web, "h:1"), "/v1/services/web/h:1/drain");
+/// ```
+pub fn drain_path(service: &ServiceName, addr: &str) -> String {
+    format!("{SERVICES}/{service}/{addr}/drain")
+}
+
+/// Appends `text` as a query value: unreserved bytes and `/` `:` as they are, every other byte as
+/// `%XX` (so `&`, `=`, `+`, `#`, `%` and spaces survive the registry's decoding).
+fn push_query_value(out: &mut String, text: &str) {
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/' | b':') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
     }
 }
 
@@ -451,18 +559,26 @@ mod tests {
             ok: true,
             ms_ago: 5,
         });
+        let spec = Spec::parse([("tag", "v2"), ("weight", "4")], None)
+            .unwrap()
+            .spec;
         let a = ListedInstance {
             addr: "127.0.0.1:1",
             healthy: true,
+            draining: true,
+            spec: &spec,
             last_beat_ms_ago: 10,
             expires_in_ms: 14_990,
             ttl_ms: 15_000,
             picks: 3,
             last_probe: probe,
         };
+        let plain = Spec::default();
         let b = ListedInstance {
             addr: "[::1]:2",
             healthy: false,
+            draining: false,
+            spec: &plain,
             last_probe: Some(ListedProbe {
                 ok: false,
                 ms_ago: 1,
@@ -484,6 +600,12 @@ mod tests {
                 ("[::1]:2".to_string(), false)
             ]
         );
+        let (sa, sb) = (&read.specs[0], &read.specs[1]);
+        assert_eq!((&sa.spec, sa.draining), (&spec, true));
+        assert_eq!((&sb.spec, sb.draining), (&plain, false));
+        // A listing from before issue 11 (no spec fields) reads as the defaults.
+        let old = br#"{"service":"add","index":1,"instances":[{"addr":"h:1","health":"healthy"}]}"#;
+        assert_eq!(decode_listing(old).unwrap().specs, [ListedSpec::default()]);
         let empty = decode_listing(encode_listing("mul", 0, []).as_bytes()).unwrap();
         assert_eq!((empty.index, empty.instances.len()), (0, 0));
     }
@@ -504,5 +626,42 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod register_tests {
+    use super::*;
+    use crate::spec::{Check, Spec};
+
+    #[test]
+    fn a_registration_target_reads_back_as_the_same_spec() {
+        let web = ServiceName::try_from("web").unwrap();
+        let spec = Spec {
+            check: Check::Http("/a?b=c&d#e%f+g".into()),
+            tags: vec!["v 2".into(), "x=y&z".into(), "~!*'()".into()],
+            meta: vec![("k".into(), "v+1 %2:x".into())],
+            weight: 1000,
+        };
+        let target = register_target(&web, "[::1]:80", &spec, Duration::from_millis(1500));
+        let (path, query) = target.split_once('?').unwrap();
+        assert_eq!(path, "/v1/services/web/[::1]:80");
+        let pairs: Vec<(String, String)> = query
+            .split('&')
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap();
+                let v = crate::http::url::percent_decode(v, true).unwrap();
+                (k.to_string(), v.into_owned())
+            })
+            .collect();
+        assert_eq!(pairs[0], ("ttl".to_string(), "1500ms".to_string()));
+        assert_eq!(Spec::parse(pairs, None).unwrap().spec, spec);
+        assert!(target.bytes().all(|b| b.is_ascii_graphic()), "{target}");
+        let plain = register_target(&web, "h:1", &Spec::default(), Duration::from_secs(15));
+        assert_eq!(
+            plain,
+            "/v1/services/web/h:1?ttl=15s&check=http:/aliveCheck&weight=1"
+        );
+        assert_eq!(drain_path(&web, "h:1"), "/v1/services/web/h:1/drain");
     }
 }

@@ -37,6 +37,9 @@ pub enum Check {
     Tcp,
     /// No probe: the lease alone decides, so the instance must beat within its TTL.
     None,
+    /// No probe: a Consul TTL check, whose health only `PUT /v1/agent/check/pass|warn|fail/service:ID`
+    /// sets (it starts critical, as Consul's does); the lease is the check's TTL.
+    Ttl,
 }
 
 impl Default for Check {
@@ -46,18 +49,21 @@ impl Default for Check {
 }
 
 impl fmt::Display for Check {
-    /// The form `check=` takes: `http:/PATH`, `tcp` or `none`.
+    /// The form `check=` takes: `http:/PATH`, `tcp`, `none` (or `ttl`, a Consul TTL check).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Check::Http(path) => write!(f, "http:{path}"),
             Check::Tcp => f.write_str("tcp"),
             Check::None => f.write_str("none"),
+            Check::Ttl => f.write_str("ttl"),
         }
     }
 }
 
 impl Check {
-    /// Parses `http:/PATH`, `tcp` or `none`.
+    /// Parses `http:/PATH`, `tcp`, `none` or `ttl` (so a Consul TTL registration's spec reads back
+    /// from the etcd store; through mini's own routes `ttl` behaves as `none`, since only the Consul
+    /// door's check updates set its health).
     ///
     /// ```
     /// use mini::spec::Check;
@@ -68,6 +74,7 @@ impl Check {
         match text {
             "tcp" => Ok(Check::Tcp),
             "none" => Ok(Check::None),
+            "ttl" => Ok(Check::Ttl),
             _ => match text.strip_prefix("http:") {
                 Some(path) => Check::http(path),
                 None => Err(SpecError::UnknownCheck),
@@ -297,6 +304,74 @@ impl Spec {
             },
             ttl: q.ttl.or(b.ttl),
         })
+    }
+
+    /// Adds the spec's members to a JSON object, in the form a registration's body takes (and
+    /// [`Spec::read_json`] reads back): `"check":"http:/aliveCheck","tags":[..],"meta":{..},"weight":N`.
+    /// Listings and the etcd store's values carry it this way.
+    ///
+    /// ```
+    /// use mini::spec::Spec;
+    /// let spec = Spec::parse([("tag", "v2"), ("meta", "zone:a"), ("weight", "5")], None).unwrap().spec;
+    /// let mut o = mini::json::Object::new();
+    /// spec.write_json(&mut o);
+    /// let text = o.finish();
+    /// assert_eq!(text, r#"{"check":"http:/aliveCheck","tags":["v2"],"meta":{"zone":"a"},"weight":5}"#);
+    /// assert_eq!(Spec::read_json(&mini::jsonread::parse(text.as_bytes()).unwrap()), Ok(spec));
+    /// ```
+    pub fn write_json(&self, o: &mut crate::json::Object) {
+        let tags = self.tags.iter().map(|t| {
+            let mut out = String::new();
+            crate::json::string(&mut out, t);
+            out
+        });
+        let mut meta = crate::json::Object::new();
+        for (k, v) in &self.meta {
+            meta.str(k, v);
+        }
+        o.str("check", &self.check.to_string())
+            .raw("tags", &crate::json::array(tags))
+            .raw("meta", &meta.finish())
+            .num("weight", self.weight);
+    }
+
+    /// Reads the members [`Spec::write_json`] writes from a JSON object, ignoring others; a missing
+    /// member is the default (so `{}` is [`Spec::default`]). The same bounds apply as to a body.
+    pub fn read_json(value: &Value) -> Result<Spec, SpecError> {
+        Spec::parse(std::iter::empty::<(&str, &str)>(), Some(value)).map(|p| p.spec)
+    }
+
+    /// One line for people (listings, logs, `mini watch`): `weight=N check=C[ tags=A,B][ meta=K:V,K:V]`,
+    /// with spaces, commas, colons and `%` inside a tag or meta field percent-encoded, so the line
+    /// still splits on spaces.
+    ///
+    /// ```
+    /// use mini::spec::Spec;
+    /// let spec = Spec::parse([("tag", "v2"), ("tag", "eu west"), ("meta", "zone:a")], None).unwrap().spec;
+    /// assert_eq!(spec.describe(), "weight=1 check=http:/aliveCheck tags=v2,eu%20west meta=zone:a");
+    /// assert_eq!(Spec::default().describe(), "weight=1 check=http:/aliveCheck");
+    /// ```
+    pub fn describe(&self) -> String {
+        fn push(out: &mut String, text: &str) {
+            for c in text.chars() {
+                match c {
+                    ' ' | ',' | ':' | '%' => out.push_str(&format!("%{:02X}", u32::from(c))),
+                    c => out.push(c),
+                }
+            }
+        }
+        let mut out = format!("weight={} check={}", self.weight, self.check);
+        for (n, tag) in self.tags.iter().enumerate() {
+            out.push_str(if n == 0 { " tags=" } else { "," });
+            push(&mut out, tag);
+        }
+        for (n, (k, v)) in self.meta.iter().enumerate() {
+            out.push_str(if n == 0 { " meta=" } else { "," });
+            push(&mut out, k);
+            out.push(':');
+            push(&mut out, v);
+        }
+        out
     }
 
     /// Whether the instance carries every tag in `wanted`.

@@ -145,7 +145,9 @@ fn sigterm_deregisters_the_adder() {
     assert!(status.success(), "adder exited with {status}");
     assert!(!listed(&reg.addr).contains(&leaving));
     assert_eq!(listed(&reg.addr), [adders[1].addr.clone()]);
-    assert!(reg.logged(&format!("{leaving} deregistered")));
+    eventually("the log line", || {
+        reg.logged(&format!("{leaving} deregistered"))
+    });
 }
 
 #[test]
@@ -155,7 +157,7 @@ fn sigterm_stops_the_registry_with_status_0() {
     assert_eq!(get(&reg.addr, "/health"), (200, "ok\n".into()));
     let status = reg.terminate();
     assert_eq!(status.code(), Some(0), "registry exited with {status}");
-    assert!(reg.logged("got SIGTERM; stopping"));
+    eventually("the log line", || reg.logged("got SIGTERM; stopping"));
     assert!(std::net::TcpStream::connect(&reg.addr).is_err());
 }
 
@@ -172,7 +174,7 @@ fn sigint_stops_the_registry_with_status_0_also_as_a_background_job() {
     assert_eq!(get(&reg.addr, "/health"), (200, "ok\n".into()));
     let status = reg.signal("INT");
     assert_eq!(status.code(), Some(0), "registry exited with {status}");
-    assert!(reg.logged("got SIGINT; stopping"));
+    eventually("the log line", || reg.logged("got SIGINT; stopping"));
 }
 
 #[test]

@@ -49,14 +49,17 @@ impl TestHandler {
 }
 
 impl Handler for TestHandler {
-    async fn handle(&self, req: Request) -> Response {
-        match self.router.find(&req.method, &req.segments) {
+    async fn handle(&self, req: &Request<'_>) -> Response {
+        match self.router.find(req.method(), req.segments()) {
             Ok((Route::Hello, _)) => Response::text(200, "hello"),
-            Ok((Route::Echo, _)) => Response::text(200, String::from_utf8_lossy(&req.body)),
+            Ok((Route::Echo, _)) => Response::text(200, String::from_utf8_lossy(req.body())),
             Ok((Route::Path, params)) => Response::text(200, params.join("|")),
-            Ok((Route::Query, _)) => Response::text(200, format!("{:?}", req.query)),
+            Ok((Route::Query, _)) => {
+                let pairs: Vec<_> = req.query_pairs().collect();
+                Response::text(200, format!("{pairs:?}"))
+            }
             Ok((Route::Item, params)) => Response::text(200, format!("item {}", params[0])),
-            Err(miss) => miss.response(&req.method, req.path()),
+            Err(miss) => miss.response(req.method(), req.path()),
         }
     }
 }

@@ -137,7 +137,7 @@ fn an_expired_lease_is_dropped() {
     assert_eq!(listed(&reg.addr), ["127.0.0.1:4444"]);
     eventually("the lease expires", || listed(&reg.addr).is_empty());
     assert_eq!(get(&reg.addr, "/serviceAddr?queryParam=add").0, 400);
-    assert!(reg.logged("127.0.0.1:4444 expired"));
+    eventually("the log line", || reg.logged("127.0.0.1:4444 expired"));
 }
 
 #[test]

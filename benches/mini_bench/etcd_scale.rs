@@ -23,7 +23,7 @@ use crate::common::{cpu_seconds, ms, percentile, rss_kib, BenchResult};
 use argh::FromArgs;
 use mini::etcd::watch::{Message, Watch};
 use mini::etcd::{Etcd, TxnOp, MAX_TXN_OPS};
-use mini::http::client::{Client, ClientConfig, Request};
+use mini::http::client::{Client, ClientConfig, ClientRequest};
 use smol::Timer;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -117,8 +117,8 @@ async fn call(
     method: &str,
     addr: &str,
     target: &str,
-) -> Result<mini::http::client::Response, String> {
-    let req = Request {
+) -> Result<mini::http::client::ClientResponse, String> {
+    let req = ClientRequest {
         method,
         addr,
         target,

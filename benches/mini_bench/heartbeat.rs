@@ -8,7 +8,7 @@
 
 use crate::common::{cpu_seconds, ms, percentile, rss_kib, BenchResult};
 use argh::FromArgs;
-use mini::http::client::{Client, ClientConfig, Request};
+use mini::http::client::{Client, ClientConfig, ClientRequest};
 use smol::Timer;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -80,7 +80,7 @@ fn client() -> Client {
 
 /// One PUT; `Ok` only on a 200.
 async fn put(client: &Client, registry: &str, target: &str) -> Result<(), String> {
-    let req = Request {
+    let req = ClientRequest {
         method: "PUT",
         addr: registry,
         target,

@@ -13,6 +13,7 @@
 //! | `watch` | time from a registration to the answers of 1 or 1000 waiting watchers (also across two registries on etcd) |
 //! | `etcd-scale` | 100 000 instances beating through two `--store etcd` registries against one in-memory registry: beat latency, etcd's requests in steady state, registration rate and cross-registry visibility, CPU and RSS |
 //! | `lb` | share of calls a slow adder gets, and the batch's time, under `--lb random`, `round-robin` and `p2c` |
+//! | `pick` | a pick's cost over 100 000 instances (weighted, tag-filtered), and registry RSS per instance with tags and meta |
 //!
 //! Run through `just bench`; `cargo bench` alone only prints this hint.
 
@@ -21,6 +22,7 @@ mod etcd_scale;
 mod footprint;
 mod heartbeat;
 mod lb;
+mod pick;
 mod probe_target;
 mod silence;
 mod watch;
@@ -46,6 +48,7 @@ enum Command {
     Watch(watch::Args),
     Lb(lb::Args),
     EtcdScale(etcd_scale::Args),
+    Pick(pick::Args),
 }
 
 /// Print N free loopback ports, one per line.
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         Command::Watch(a) => watch::run(a),
         Command::Lb(a) => lb::run(a),
         Command::EtcdScale(a) => etcd_scale::run(a),
+        Command::Pick(a) => pick::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

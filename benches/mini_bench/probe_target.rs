@@ -5,7 +5,7 @@
 
 use crate::common::BenchResult;
 use argh::FromArgs;
-use mini::http::client::{Client, ClientConfig, Request as ClientRequest};
+use mini::http::client::{Client, ClientConfig, ClientRequest};
 use mini::http::{server, Handler, Request, Response};
 use std::io::Write;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ pub struct Args {
 struct Alive;
 
 impl Handler for Alive {
-    async fn handle(&self, _req: Request) -> Response {
+    async fn handle(&self, _req: &Request<'_>) -> Response {
         Response::text(200, "ok")
     }
 }

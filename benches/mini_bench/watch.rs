@@ -15,7 +15,7 @@
 
 use crate::common::{cpu_seconds, ms, percentile, rss_kib, status_field, BenchResult};
 use argh::FromArgs;
-use mini::http::client::{Client, ClientConfig, Request};
+use mini::http::client::{Client, ClientConfig, ClientRequest};
 use smol::channel::{Receiver, Sender};
 use smol::Timer;
 use std::sync::{Arc, Mutex};
@@ -338,7 +338,7 @@ async fn listing(client: &Client, registry: &str, service: &str) -> BenchResult<
 /// Registers `addr` under `service`; `Ok` only on a 200.
 async fn put(client: &Client, registry: &str, service: &str, addr: &str) -> BenchResult<()> {
     let target = format!("/v1/services/{service}/{addr}?ttl={INSTANCE_TTL}");
-    let req = Request {
+    let req = ClientRequest {
         method: "PUT",
         addr: registry,
         target: &target,

@@ -1,13 +1,15 @@
 //! The parser, the router and both roles' handlers over arbitrary bytes: each input is a stream of
 //! pipelined requests, answered in order by a fresh registry (so registrations made early in the
-//! input are seen by later requests) and by an adder. Every response has a status in 100..600,
+//! input are seen by later requests: specs from the query or a JSON body, drains, tag-filtered
+//! lookups and listings, weighted picks; seeds in `seeds/http`, tokens in `http.dict`) and by an
+//! adder. Every response has a status in 100..600,
 //! encodes to a well-formed HTTP/1.1 response whose framing matches its body, and an error body is
 //! one line ending in '\n' (except the original registry's no-newline "no service availble").
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mini::http::parse::parse_request;
-use mini::http::response::TEXT;
+use mini::http::parse_request;
+use mini::http::server::encode::TEXT;
 use mini::http::Response;
 use mini::proto::NO_SERVICE_BODY;
 use mini::registry::routes::Routes;

@@ -11,7 +11,7 @@
 
 use super::EtcdError;
 use crate::base64;
-use crate::http::client::{BodyStream, Client, ClientConfig, Request};
+use crate::http::client::{BodyStream, Client, ClientConfig, ClientRequest};
 use crate::json;
 use crate::jsonread::{self, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -376,8 +376,8 @@ fn txn_reply(v: &Value, n: usize) -> TxnReply {
     }
 }
 
-fn post<'a>(addr: &'a str, path: &'a str, body: &'a [u8]) -> Request<'a> {
-    Request {
+fn post<'a>(addr: &'a str, path: &'a str, body: &'a [u8]) -> ClientRequest<'a> {
+    ClientRequest {
         method: "POST",
         addr,
         target: path,

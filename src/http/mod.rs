@@ -1,21 +1,30 @@
-//! Our HTTP/1.1 layer on httparse: request parsing, a server and a client.
+//! Our HTTP/1.1 layer on httparse: a server and a client, each split into a codec (decode and
+//! encode, no I/O, tested on byte slices) and the I/O around it.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`headers`] | the header rules both directions share: lengths, chunked, keep-alive, tokens |
+//! | [`url`] | strict percent-decoding of targets, lazy and borrowing |
+//! | [`server`] | accept loop and connections; [`server::decode`] (bytes to a borrowed [`Request`]), [`server::encode`] ([`Response`] to bytes), [`server::idle`] (reclaim at the cap) |
+//! | [`router`] | `(method, pattern)` to a route value; 404 and 405 |
+//! | [`client`] | the client: API and round trips; `encode`, `decode`, `body` and `pool` under it |
+//! | [`chunked`] | the chunked-body decoder the client reads with |
 //!
 //! Limits follow what trusted servers do (nginx, hyper, async-h1; see ARCHITECTURE.md) and are named
 //! here so a reader finds each in one look.
 
 use std::time::Duration;
 
+mod buf;
 pub mod chunked;
 pub mod client;
-pub mod idle;
-pub mod parse;
-pub mod response;
+pub mod headers;
 pub mod router;
 pub mod server;
 pub mod url;
 
-pub use parse::Request;
-pub use response::Response;
+pub use server::decode::{parse_request, Request, RequestError, Version};
+pub use server::encode::{Body, Response};
 pub use server::{Handler, ServerConfig};
 
 /// Largest request head (request line and headers); larger is 431 (or 414 for the line alone).

@@ -3,22 +3,42 @@
 //!
 //! A route is a method and a pattern such as `/v1/services/{}/{}`; `{}` matches one decoded segment.
 //! The router returns a plain value (usually an enum naming the route) plus the captured segments, so
-//! each role matches its routes in one `match` and the table reads as the API.
+//! each role matches its routes in one `match` and the table reads as the API. Finding a route
+//! allocates nothing: segments are gathered into a small fixed array and the captures move out of it.
 
 use super::Response;
+
+/// Most segments a pattern may have.
+pub const MAX_PARTS: usize = 8;
+/// Most `{}` parameters a pattern may have.
+pub const MAX_PARAMS: usize = 4;
 
 /// A routing table mapping `(method, pattern)` to a value of type `R`.
 ///
 /// ```
 /// use mini::http::router::{Router, Miss};
 /// let router = Router::new(&[("GET", "/Add/{}/{}", 1), ("GET", "/aliveCheck", 2)]);
-/// let segs = ["Add".to_string(), "5".to_string(), "6".to_string()];
-/// let (route, params) = router.find("GET", &segs).unwrap();
-/// assert_eq!((route, params), (1, vec!["5", "6"]));
-/// assert!(matches!(router.find("POST", &segs), Err(Miss::Method(_))));
+/// let (route, params) = router.find("GET", ["Add", "5", "6"]).unwrap();
+/// assert_eq!((route, &params[..]), (1, &["5", "6"][..]));
+/// assert!(matches!(router.find("POST", ["Add", "5", "6"]), Err(Miss::Method(_))));
 /// ```
 pub struct Router<R> {
     routes: Vec<(&'static str, Vec<Part>, R)>,
+}
+
+/// The segments a route captured, in order (at most [`MAX_PARAMS`]); reads as a slice.
+#[derive(Debug, Clone)]
+pub struct Params<S> {
+    items: [S; MAX_PARAMS],
+    len: usize,
+}
+
+impl<S> std::ops::Deref for Params<S> {
+    type Target = [S];
+
+    fn deref(&self) -> &[S] {
+        &self.items[..self.len]
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,27 +77,49 @@ pub fn printable(s: &str) -> String {
 
 impl<R: Copy> Router<R> {
     /// Builds the table; patterns are split on `/`, `{}` marks a parameter.
+    ///
+    /// Panics when a pattern has more than [`MAX_PARTS`] segments or [`MAX_PARAMS`] parameters:
+    /// tables are constants, so that is a mistake in the program, found at start.
     pub fn new(table: &[(&'static str, &'static str, R)]) -> Router<R> {
-        let routes = table
+        let routes: Vec<_> = table
             .iter()
             .map(|&(method, pattern, value)| (method, parts(pattern), value))
             .collect();
+        for (_, parts, _) in &routes {
+            let params = parts.iter().filter(|p| **p == Part::Param).count();
+            assert!(
+                parts.len() <= MAX_PARTS && params <= MAX_PARAMS,
+                "route pattern too long: {parts:?}"
+            );
+        }
         Router { routes }
     }
 
-    /// Finds the route for a method and decoded path segments, with the captured parameters.
-    pub fn find<'a>(
+    /// Finds the route for a method and decoded path segments (such as [`crate::http::Request::segments`]),
+    /// with the captured parameters.
+    pub fn find<S>(
         &self,
         method: &str,
-        segments: &'a [String],
-    ) -> Result<(R, Vec<&'a str>), Miss> {
+        segments: impl IntoIterator<Item = S>,
+    ) -> Result<(R, Params<S>), Miss>
+    where
+        S: AsRef<str> + Default,
+    {
+        // One slot more than any pattern has, so a longer path matches none.
+        let mut segs: [S; MAX_PARTS + 1] = std::array::from_fn(|_| S::default());
+        let mut count = 0;
+        for seg in segments.into_iter().take(MAX_PARTS + 1) {
+            segs[count] = seg;
+            count += 1;
+        }
+        let segs = &mut segs[..count];
         let mut allow = Vec::new();
         for (m, parts, value) in &self.routes {
-            let Some(params) = capture(parts, segments) else {
+            if !matches(parts, segs) {
                 continue;
-            };
+            }
             if *m == method {
-                return Ok((*value, params));
+                return Ok((*value, capture(parts, segs)));
             }
             if !allow.contains(m) {
                 allow.push(*m);
@@ -107,19 +149,25 @@ fn parts(pattern: &'static str) -> Vec<Part> {
         .collect()
 }
 
-fn capture<'a>(parts: &[Part], segments: &'a [String]) -> Option<Vec<&'a str>> {
-    if parts.len() != segments.len() {
-        return None;
-    }
-    let mut params = Vec::new();
+fn matches<S: AsRef<str>>(parts: &[Part], segments: &[S]) -> bool {
+    parts.len() == segments.len()
+        && parts.iter().zip(segments).all(|(part, seg)| match part {
+            Part::Literal(lit) => *lit == seg.as_ref(),
+            Part::Param => true,
+        })
+}
+
+/// Moves the parameters out of matched segments.
+fn capture<S: Default>(parts: &[Part], segments: &mut [S]) -> Params<S> {
+    let mut items: [S; MAX_PARAMS] = std::array::from_fn(|_| S::default());
+    let mut len = 0;
     for (part, seg) in parts.iter().zip(segments) {
-        match part {
-            Part::Literal(lit) if *lit == seg => {}
-            Part::Literal(_) => return None,
-            Part::Param => params.push(seg.as_str()),
+        if *part == Part::Param && len < MAX_PARAMS {
+            items[len] = std::mem::take(seg);
+            len += 1;
         }
     }
-    Some(params)
+    Params { items, len }
 }
 
 #[cfg(test)]
@@ -127,7 +175,9 @@ mod tests {
     use super::*;
 
     fn segs(path: &str) -> Vec<String> {
-        crate::http::url::path_segments(path).unwrap()
+        crate::http::url::Segments::new(path)
+            .map(|s| s.into_owned())
+            .collect()
     }
 
     fn router() -> Router<u8> {
@@ -142,22 +192,22 @@ mod tests {
     #[test]
     fn matches_literals_and_params() {
         let r = router();
-        assert_eq!(r.find("GET", &segs("/")).unwrap().0, 0);
+        assert_eq!(r.find("GET", segs("/")).unwrap().0, 0);
         let s = segs("/v1/services/add/127.0.0.1:1");
-        assert_eq!(
-            r.find("DELETE", &s).unwrap(),
-            (3, vec!["add", "127.0.0.1:1"])
-        );
+        let (route, params) = r.find("DELETE", s.iter().map(String::as_str)).unwrap();
+        assert_eq!((route, params.to_vec()), (3, vec!["add", "127.0.0.1:1"]));
     }
 
     #[test]
     fn unknown_path_is_404_and_wrong_method_is_405_with_allow() {
         let r = router();
-        assert_eq!(r.find("GET", &segs("/nope")), Err(Miss::Path));
+        assert_eq!(r.find("GET", segs("/nope")).err(), Some(Miss::Path));
         assert_eq!(
-            r.find("GET", &segs("/v1/services/add/")),
-            Err(Miss::Method(vec!["PUT", "DELETE"]))
+            r.find("GET", segs("/v1/services/add/")).err(),
+            Some(Miss::Method(vec!["PUT", "DELETE"]))
         );
+        let long = segs("/v1/services/a/b/c/d/e/f/g/h/i");
+        assert_eq!(r.find("GET", long).err(), Some(Miss::Path));
         let resp = Miss::Method(vec!["PUT", "DELETE"]).response("GET", "/x");
         assert_eq!(resp.status, 405);
         assert_eq!(resp.headers, vec![("Allow", "PUT, DELETE".to_string())]);

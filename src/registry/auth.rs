@@ -7,6 +7,7 @@
 //! `--token-reads`; `/health` is always open.
 
 use crate::http::{Request, Response};
+use std::borrow::Cow;
 
 /// The registry's access rule.
 #[derive(Debug, Clone, Default)]
@@ -32,20 +33,20 @@ impl Access {
     /// ```
     /// use mini::registry::auth::{Access, Kind};
     /// let access = Access { token: Some("s3cret".into()), reads: false };
-    /// let req = mini::http::parse::parse_request(b"GET /x?token=s3cret HTTP/1.1\r\n\r\n").unwrap().unwrap().0;
+    /// let req = mini::http::parse_request(b"GET /x?token=s3cret HTTP/1.1\r\n\r\n").unwrap().unwrap().0;
     /// assert!(access.check(&req, Kind::Write).is_ok());
-    /// let req = mini::http::parse::parse_request(b"GET /x HTTP/1.1\r\n\r\n").unwrap().unwrap().0;
+    /// let req = mini::http::parse_request(b"GET /x HTTP/1.1\r\n\r\n").unwrap().unwrap().0;
     /// assert_eq!(access.check(&req, Kind::Write).unwrap_err().status, 401);
     /// assert!(access.check(&req, Kind::Read).is_ok());
     /// ```
-    pub fn check(&self, req: &Request, kind: Kind) -> Result<(), Response> {
+    pub fn check(&self, req: &Request<'_>, kind: Kind) -> Result<(), Response> {
         let Some(token) = &self.token else {
             return Ok(());
         };
         if kind == Kind::Read && !self.reads {
             return Ok(());
         }
-        if presented(req).is_some_and(|given| constant_time_eq(given, token.as_bytes())) {
+        if presented(req).is_some_and(|given| constant_time_eq(&given, token.as_bytes())) {
             return Ok(());
         }
         Err(Response::error(401, "missing or wrong token")
@@ -53,15 +54,25 @@ impl Access {
     }
 }
 
-/// The token a request carries: the bearer header first, else the `token` query parameter.
-fn presented(req: &Request) -> Option<&[u8]> {
+/// The token a request carries: the bearer header first, then Consul's `X-Consul-Token`, else the
+/// `token` query parameter (the original route's, and Consul's `?token=`).
+fn presented<'r>(req: &Request<'r>) -> Option<Cow<'r, [u8]>> {
     let bearer = req.header("authorization").and_then(|v| {
         let scheme = v.get(..7)?;
         scheme
             .eq_ignore_ascii_case(b"bearer ")
-            .then(|| v[7..].trim_ascii())
+            .then(|| Cow::Borrowed(v[7..].trim_ascii()))
     });
-    bearer.or_else(|| req.query("token").map(str::as_bytes))
+    let consul = || {
+        req.header(crate::consul::TOKEN_HEADER)
+            .map(|v| Cow::Borrowed(v.trim_ascii()))
+    };
+    bearer
+        .or_else(consul)
+        .or_else(|| match req.query("token")? {
+            Cow::Borrowed(t) => Some(Cow::Borrowed(t.as_bytes())),
+            Cow::Owned(t) => Some(Cow::Owned(t.into_bytes())),
+        })
 }
 
 /// Compares without an early exit, so the time taken does not tell how much of a guess was right.
@@ -86,9 +97,9 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::parse::parse_request;
+    use crate::http::parse_request;
 
-    fn req(raw: &str) -> Request {
+    fn req(raw: &str) -> Request<'_> {
         parse_request(raw.as_bytes()).unwrap().unwrap().0
     }
 

@@ -9,6 +9,7 @@
 //! change to the [`store`], which never sees the state. [`run`] stops on SIGINT or SIGTERM.
 
 pub mod auth;
+mod doors;
 pub mod page;
 pub mod probe;
 pub mod routes;
@@ -16,16 +17,18 @@ mod serve;
 pub mod state;
 pub mod store;
 pub mod watch;
+mod weighted;
 
 pub use serve::serve;
 
 use crate::http::server::{self, ServerConfig};
 use crate::log;
 use crate::metrics::{Counter, Exposition, HttpCounts};
+use crate::spec::Spec;
 use async_net::TcpListener;
 use async_signal::{Signal, Signals};
 use smol::stream::StreamExt;
-use state::{Applied, Change, Limits, Outcome, Registered, Registry, Target};
+use state::{Applied, Change, Limits, Outcome, Registered, Registry, Standing, Target};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -66,6 +69,10 @@ pub struct Config {
     pub access: auth::Access,
     /// Where registrations live (`--store`): memory, or etcd shared by several registries.
     pub store: StoreConfig,
+    /// The DNS door (`--dns`), off when `None`.
+    pub dns: Option<crate::dns::DnsConfig>,
+    /// The datacenter Consul's API reports (`--datacenter`).
+    pub datacenter: String,
 }
 
 impl Default for Config {
@@ -80,6 +87,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             access: auth::Access::default(),
             store: StoreConfig::default(),
+            dns: None,
+            datacenter: crate::consul::DEFAULT_DATACENTER.to_string(),
         }
     }
 }
@@ -156,20 +165,19 @@ impl Shared {
         }
         page.family(
             "mini_instances",
-            "Registered instances, by service and health.",
+            "Registered instances, by service and health (healthy: pickable; excluded by a probe; draining).",
             "gauge",
         );
         for s in &services {
-            page.sample(
-                "mini_instances",
-                &[("service", &s.name), ("health", "healthy")],
-                s.live as f64,
-            );
-            page.sample(
-                "mini_instances",
-                &[("service", &s.name), ("health", "excluded")],
-                (s.total - s.live) as f64,
-            );
+            let by_health = [
+                (Standing::Healthy, s.live),
+                (Standing::Excluded, s.excluded),
+                (Standing::Draining, s.draining),
+            ];
+            for (standing, n) in by_health {
+                let labels = [("service", s.name.as_str()), ("health", standing.word())];
+                page.sample("mini_instances", &labels, n as f64);
+            }
         }
         page.single(
             "mini_watchers",
@@ -183,7 +191,11 @@ impl Shared {
             "gauge",
             m.started.elapsed().as_secs_f64(),
         );
-        page.finish()
+        let mut page = page.finish();
+        if self.config.dns.is_some() {
+            m.dns.render(&mut page);
+        }
+        page
     }
 
     /// The one way changes reach the local state: locks it once, applies `changes` in order,
@@ -196,10 +208,23 @@ impl Shared {
 
     /// [`Shared::apply`] for one change, allocating nothing when nothing moved (a renewal).
     fn apply_one(&self, change: &Change<'_>) -> Outcome {
+        self.apply_then(change, |_| ()).0
+    }
+
+    /// [`Shared::apply_one`], then `read` of the state under the same lock.
+    fn apply_then<T>(
+        &self,
+        change: &Change<'_>,
+        read: impl FnOnce(&Registry) -> T,
+    ) -> (Outcome, T) {
         let mut moved = Vec::new();
-        let outcome = self.state().apply_one(change, Instant::now(), &mut moved);
+        let (outcome, read) = {
+            let mut state = self.state();
+            let outcome = state.apply_one(change, Instant::now(), &mut moved);
+            (outcome, read(&state))
+        };
         self.notify(&moved);
-        outcome
+        (outcome, read)
     }
 
     fn notify(&self, moved: &[String]) {
@@ -209,29 +234,78 @@ impl Shared {
     }
 
     /// Registers or renews: in the local state at once (so this registry hands the instance out
-    /// immediately), then in the store. A refusal by the local limits writes nothing; a store failure
-    /// undoes a new local registration and is reported, never swallowed.
+    /// immediately), then in the store. `spec` is the instance's spec, or `None` to keep the one
+    /// it has (`POST /registerList`). A refusal by the local limits writes nothing; a store failure
+    /// undoes a new local registration or a spec change and is reported, never swallowed.
     pub async fn register(
         &self,
         service: &str,
         addr: &str,
         ttl: Duration,
+        spec: Option<Arc<Spec>>,
     ) -> Result<Registered, StoreError> {
-        let local = match self.apply_one(&Change::upsert(service, addr, ttl)) {
+        // What a spec change replaces, to put it back if the store refuses the new one (so that the
+        // next beat, finding the old spec, is a change again and is written).
+        let before = spec
+            .as_ref()
+            .and_then(|_| self.state().record(service, addr));
+        let upsert = Change::Upsert {
+            service: service.into(),
+            addr: addr.into(),
+            ttl,
+            spec,
+            draining: None,
+        };
+        let (outcome, record) = self.apply_then(&upsert, |s| s.record(service, addr));
+        let local = match outcome {
             Outcome::Registered(r) => r,
             Outcome::Refused(e) => return Err(StoreError::Refused(e)),
             _ => Registered::Renewed, // an upsert's outcome is one of the two above
         };
-        match self.store.put(service, addr, ttl).await {
+        let record = record.unwrap_or_default();
+        // A plain renewal only renews the lease; anything new is written (also a local New whose
+        // key etcd still holds: its value may be older than this registration).
+        let changed = local != Registered::Renewed;
+        match self.store.put(service, addr, &record, changed).await {
+            Ok(true) if local == Registered::Updated => Ok(local),
             Ok(true) => Ok(Registered::New),
             Ok(false) => Ok(local),
             Err(e) => {
-                if local == Registered::New {
-                    self.apply_one(&Change::remove(service, addr));
+                match (local, before) {
+                    (Registered::New, _) => {
+                        self.apply_one(&Change::remove(service, addr));
+                    }
+                    (Registered::Updated, Some(old)) => {
+                        self.apply_one(&Change::upsert(service, addr, old.ttl).with_spec(old.spec));
+                    }
+                    _ => {}
                 }
                 Err(e)
             }
         }
+    }
+
+    /// Marks an instance draining (or not): locally at once (no pick returns it from here on), then
+    /// in the store, for every registry. `Ok(None)` if it is not registered here; else whether the
+    /// mark flipped. If the store cannot record it, the local flip is undone and the error reported.
+    pub async fn drain(
+        &self,
+        service: &str,
+        addr: &str,
+        draining: bool,
+    ) -> Result<Option<bool>, StoreError> {
+        let change = Change::drain(service, addr, draining);
+        let (outcome, record) = self.apply_then(&change, |s| s.record(service, addr));
+        let (Outcome::Drained(Some(flipped)), Some(record)) = (outcome, record) else {
+            return Ok(None);
+        };
+        if flipped {
+            if let Err(e) = self.store.put(service, addr, &record, true).await {
+                self.apply_one(&Change::drain(service, addr, !draining));
+                return Err(e);
+            }
+        }
+        Ok(Some(flipped))
     }
 
     /// Deregisters from the store, then locally; whether the instance was registered in either.
@@ -280,6 +354,8 @@ pub struct Metrics {
     pub probes_failed: Counter,
     /// Leases that expired.
     pub expired: Counter,
+    /// DNS queries and answers (when `--dns` is on).
+    pub dns: Arc<crate::dns::DnsMetrics>,
     /// When the registry started.
     pub started: Instant,
 }
@@ -292,6 +368,7 @@ impl Default for Metrics {
             probes_ok: Counter::default(),
             probes_failed: Counter::default(),
             expired: Counter::default(),
+            dns: Arc::default(),
             started: Instant::now(),
         }
     }
@@ -337,13 +414,39 @@ pub async fn run(listener: TcpListener, config: Config) {
 }
 
 /// [`run`], stopping when `stop` resolves.
-async fn run_until(listener: TcpListener, config: Config, stop: impl Future<Output = ()>) {
+async fn run_until(listener: TcpListener, mut config: Config, stop: impl Future<Output = ()>) {
     let id = match listener.local_addr() {
-        Ok(addr) => format!("{addr}/{:08x}", fastrand::u32(..)),
+        Ok(addr) => {
+            // What `/v1/status/leader` names: where this registry really listens.
+            config.listen = addr.to_string();
+            format!("{addr}/{:08x}", fastrand::u32(..))
+        }
         Err(_) => format!("registry/{:08x}", fastrand::u32(..)),
     };
     let store = Store::open(&config.store, id, config.ttl);
     let shared = Arc::new(Shared::with_store(config, store));
+    if let Some(dns) = shared.config.dns.clone() {
+        match crate::dns::DnsServer::bind(&dns).await {
+            Ok(server) => {
+                log::line(
+                    "registry",
+                    format_args!(
+                        "dns on {} (udp and tcp), domain {}",
+                        server.local_addr(),
+                        dns.domain
+                    ),
+                );
+                crate::rt::spawn(server.run(shared.clone(), shared.metrics.dns.clone())).detach();
+            }
+            Err(e) => log::line(
+                "registry",
+                format_args!(
+                    "cannot serve dns on {}: {e}; going on without it",
+                    dns.listen
+                ),
+            ),
+        }
+    }
     if let Some(feed) = shared.store.start() {
         crate::rt::spawn(follow(shared.clone(), feed)).detach();
     }

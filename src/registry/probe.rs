@@ -1,5 +1,10 @@
 //! The timers: probe every instance each interval, and sweep expired leases.
 //!
+//! Each instance is probed as its spec's check says: `http:/PATH` is a `GET PATH` answered with any
+//! 2xx (the default spec's path is `/aliveCheck`, so an original adder is probed as it always was),
+//! `tcp` is a TCP connect within the probe timeout, and `none` is never probed (the lease alone
+//! decides). The interval and the timeout are the registry's, the same for every instance.
+//!
 //! Each probe interval is cut into [`PROBE_SLOTS`] slots and every instance has a fixed, randomly
 //! keyed slot, so probes are spread over the interval and each instance is probed once per interval.
 //! A slot snapshots its targets under the lock, probes them concurrently (at most
@@ -10,6 +15,7 @@ use super::Shared;
 use crate::http::client::{Client, ClientConfig};
 use crate::log;
 use crate::registry::state::Target;
+use crate::spec::Check;
 use smol::lock::Semaphore;
 use smol::stream::StreamExt;
 use smol::Timer;
@@ -39,7 +45,10 @@ pub async fn probe_loop(shared: Arc<Shared>) {
         connect_timeout: timeout,
         request_timeout: timeout,
     };
-    let client = Client::with_pool_limit(config, PROBE_POOL);
+    let client = Prober {
+        http: Client::with_pool_limit(config, PROBE_POOL),
+        timeout,
+    };
     let permits = Arc::new(Semaphore::new(PROBE_CONCURRENCY));
     let interval = shared.config.probe_interval;
     let slots = slot_count(interval);
@@ -82,10 +91,17 @@ pub fn slot_count(interval: Duration) -> u32 {
     (fit.min(u128::from(PROBE_SLOTS)) as u32).max(1)
 }
 
+/// What probes with: the pooled HTTP client, and the timeout a TCP connect gets.
+#[derive(Clone)]
+struct Prober {
+    http: Client,
+    timeout: Duration,
+}
+
 /// Probes `targets` concurrently (bounded by the shared permits), recording each result as it comes.
 async fn probe_batch(
     shared: Arc<Shared>,
-    client: Client,
+    client: Prober,
     permits: Arc<Semaphore>,
     targets: Vec<Target>,
 ) {
@@ -94,7 +110,7 @@ async fn probe_batch(
         let (shared, client, permits) = (shared.clone(), client.clone(), permits.clone());
         tasks.push(crate::rt::spawn(async move {
             let _permit = permits.acquire().await;
-            let outcome = probe(&client, &target.addr).await;
+            let outcome = probe(&client, &target.addr, &target.spec.check).await;
             record(&shared, &target, outcome).await;
         }));
     }
@@ -103,12 +119,27 @@ async fn probe_batch(
     }
 }
 
-/// Probes one address: `Ok` on a 200 within the timeout, else why not.
-async fn probe(client: &Client, addr: &str) -> Result<(), String> {
-    match client.get(addr, crate::proto::ALIVE_CHECK).await {
-        Ok(resp) if resp.status == 200 => Ok(()),
-        Ok(resp) => Err(format!("answered {}", resp.status)),
-        Err(e) => Err(e.to_string()),
+/// Probes one address with its check: `Ok` on a 2xx to `GET PATH`, or a TCP connect, within the
+/// timeout; else why not. `check=none` and `ttl` are never probed (the targets leave them out) and pass.
+async fn probe(client: &Prober, addr: &str, check: &Check) -> Result<(), String> {
+    match check {
+        Check::Http(path) => match client.http.get(addr, path).await {
+            Ok(resp) if (200..300).contains(&resp.status) => Ok(()),
+            Ok(resp) => Err(format!("answered {} to GET {path}", resp.status)),
+            Err(e) => Err(e.to_string()),
+        },
+        Check::Tcp => {
+            let connect = async_net::TcpStream::connect(addr);
+            match crate::rt::timeout(client.timeout, connect).await {
+                Some(Ok(_)) => Ok(()),
+                Some(Err(e)) => Err(format!("TCP connect: {e}")),
+                None => Err(format!(
+                    "TCP connect timed out after {}",
+                    crate::duration::show(client.timeout)
+                )),
+            }
+        }
+        Check::None | Check::Ttl => Ok(()),
     }
 }
 

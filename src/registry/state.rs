@@ -1,14 +1,16 @@
-//! Registration state: which instances are registered under which service,
-//! their leases, their health and a per-service change index.
+//! Registration state: which instances are registered under which service, what each says about
+//! itself (its [`Spec`]: check, tags, meta, weight), their leases, their health, whether they are
+//! draining, and a per-service change index.
 //!
 //! This module is pure state, with no I/O, no async and no clock of its own:
 //! every time-dependent method takes `now: Instant`. Like quinn-proto or h2,
 //! keeping protocol state apart from I/O makes it deterministic and cheap to
 //! test exhaustively (time is just an argument) and lets the async layer wrap
 //! it in one `std::sync::Mutex` that is never held across an `.await`. For
-//! that reason every method is quick: register, renew, deregister, probe
-//! marking and (usually) pick are O(1); only the periodic sweep and the
-//! listings walk the instances.
+//! that reason every method is quick: register, renew, deregister, drain,
+//! probe marking and pick are O(1) or O(log n) (a pick is one weighted draw
+//! down a Fenwick tree, see `state/service.rs`); only the periodic sweep, the
+//! listings and the fallback of a tag-filtered pick walk the instances.
 //!
 //! The async layer writes through [`Change`] values and [`Registry::apply`]
 //! (in `state/change.rs`), which say what each change did and whose index
@@ -17,12 +19,19 @@
 //! Health follows the flapping protection of hashicorp/consul#868: a failed
 //! probe excludes an instance at once, and only a later successful probe
 //! restores it. A heartbeat (re-registration) renews the lease but never
-//! resets health.
+//! resets health. An instance with `check=none` is never probed and never
+//! excluded: its lease alone decides. Draining is an operator's mark, apart
+//! from health: a draining instance stays listed and probed but is never
+//! picked; deregistration removes it whatever its marks.
 
 mod change;
+mod service;
 
-pub use change::{Applied, Change, Held, Outcome, ResetReport, Snapshot};
+pub use change::{Applied, Change, Held, Outcome, Record, ResetReport, Snapshot};
+pub use service::{Counts, Standing, TAGGED_TRIES};
 
+use crate::spec::{Check, Spec};
+use service::Service;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -38,9 +47,6 @@ pub const DEFAULT_MAX_INSTANCES_TOTAL: usize = 200_000;
 /// Longest accepted service name, to bound memory and log lines.
 pub const MAX_SERVICE_NAME: usize = crate::proto::MAX_SERVICE_NAME;
 
-/// Random draws `pick` tries before falling back to a scan. With half the
-/// instances healthy, the scan is needed once in 256 picks.
-const PICK_TRIES: usize = 8;
 /// Lease used when `now + ttl` does not fit in an `Instant` (absurd TTLs).
 const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
@@ -82,11 +88,14 @@ pub struct ProbeRecord {
     pub ok: bool,
 }
 
-/// One registered instance of a service: its lease and its health.
+/// One registered instance of a service: what it says about itself, its lease, its health.
 #[derive(Debug, Clone)]
 pub struct Instance {
     /// The instance's address, `HOST:PORT`, shared with the lookup map.
     pub addr: Arc<str>,
+    /// Its check, tags, meta and weight; shared by instances registered alike, and kept (not
+    /// reallocated) by a renewal that says the same.
+    pub spec: Arc<Spec>,
     /// When the instance last registered or renewed.
     pub last_beat: Instant,
     /// The lease length asked for by the last heartbeat.
@@ -97,14 +106,41 @@ pub struct Instance {
     pub last_probe: Option<ProbeRecord>,
     /// Whether a failed probe excluded the instance from picks.
     pub excluded: bool,
+    /// Whether it is marked draining: listed and probed, never picked.
+    pub draining: bool,
     /// How many times `pick` returned this instance.
     pub picks: u64,
 }
 
 impl Instance {
-    /// Whether the instance may be picked: it is not excluded by a probe.
+    /// Whether its probes pass: it is not excluded by a probe (it may still be draining).
     pub fn healthy(&self) -> bool {
         !self.excluded
+    }
+
+    /// Whether a pick may return it: not excluded and not draining.
+    pub fn pickable(&self) -> bool {
+        !self.excluded && !self.draining
+    }
+
+    /// How it counts in listings and metrics.
+    pub fn standing(&self) -> Standing {
+        if self.draining {
+            Standing::Draining
+        } else if self.excluded {
+            Standing::Excluded
+        } else {
+            Standing::Healthy
+        }
+    }
+
+    /// Its share of picks: the spec's weight while pickable, else 0.
+    pub fn weight(&self) -> u32 {
+        if self.pickable() {
+            u32::from(self.spec.weight)
+        } else {
+            0
+        }
     }
 }
 
@@ -114,8 +150,11 @@ impl Instance {
 pub enum Registered {
     /// The instance was not registered before.
     New,
-    /// The instance was registered; its lease was renewed.
+    /// The instance was registered; its lease was renewed and nothing else changed.
     Renewed,
+    /// The instance was registered; its lease was renewed and its spec (or, from a store, its drain
+    /// mark) changed: a change, which moves the index.
+    Updated,
 }
 
 /// Why a registration was refused; each maps to a client error.
@@ -163,7 +202,7 @@ impl std::error::Error for RegisterError {}
 pub struct ServiceSummary {
     /// The service name.
     pub name: String,
-    /// Instances that may be picked (not excluded).
+    /// Instances that may be picked (neither excluded nor draining).
     pub live: usize,
     /// All registered instances.
     pub total: usize,
@@ -171,97 +210,22 @@ pub struct ServiceSummary {
     pub index: u64,
     /// Picks handed out for the service since it was created (a counter for metrics).
     pub picks: u64,
+    /// Instances excluded by a probe (not draining).
+    pub excluded: usize,
+    /// Instances marked draining.
+    pub draining: usize,
 }
 
 /// An instance to probe (or one that expired): enough to find it again with
-/// [`Registry::mark_probe`] without holding the lock while probing.
+/// [`Registry::mark_probe`] without holding the lock while probing, and how to check it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The service the instance is registered under.
     pub service: String,
     /// The instance's address.
     pub addr: Arc<str>,
-}
-
-/// The instances of one service: a dense `Vec` for O(1) random picks and a
-/// map from address to position for O(1) lookups, kept in sync on
-/// `swap_remove`.
-#[derive(Debug, Default)]
-struct Service {
-    index: u64,
-    picks: u64,
-    healthy: usize,
-    slots: Vec<Instance>,
-    pos: HashMap<Arc<str>, usize>,
-}
-
-impl Service {
-    fn get_mut(&mut self, addr: &str) -> Option<&mut Instance> {
-        let i = *self.pos.get(addr)?;
-        self.slots.get_mut(i)
-    }
-
-    fn push(&mut self, inst: Instance) {
-        self.pos.insert(inst.addr.clone(), self.slots.len());
-        if inst.healthy() {
-            self.healthy += 1;
-        }
-        self.slots.push(inst);
-    }
-
-    /// Removes the instance at `i`, moving the last one into its place.
-    fn remove_at(&mut self, i: usize) -> Option<Instance> {
-        if i >= self.slots.len() {
-            return None;
-        }
-        let gone = self.slots.swap_remove(i);
-        self.pos.remove(&gone.addr);
-        if let Some(moved) = self.slots.get(i) {
-            if let Some(p) = self.pos.get_mut(&moved.addr) {
-                *p = i;
-            }
-        }
-        if gone.healthy() {
-            self.healthy -= 1;
-        }
-        Some(gone)
-    }
-
-    fn remove(&mut self, addr: &str) -> Option<Instance> {
-        let i = *self.pos.get(addr)?;
-        self.remove_at(i)
-    }
-
-    /// Removes every instance whose lease ran out, appending their addresses.
-    fn expire(&mut self, now: Instant, out: &mut Vec<Arc<str>>) {
-        let mut i = 0;
-        while let Some(inst) = self.slots.get(i) {
-            if inst.expires_at > now {
-                i += 1;
-            } else if let Some(gone) = self.remove_at(i) {
-                // Do not advance: slot `i` now holds the former last instance.
-                out.push(gone.addr);
-            }
-        }
-    }
-
-    /// A uniformly random healthy position: rejection sampling, which is
-    /// exactly uniform when it succeeds, then a scan for the k-th healthy
-    /// instance, which is uniform too; a mixture of uniforms is uniform.
-    fn pick_index(&self, rng: &mut fastrand::Rng) -> Option<usize> {
-        if self.healthy == 0 {
-            return None;
-        }
-        for _ in 0..PICK_TRIES {
-            let i = rng.usize(..self.slots.len());
-            if self.slots.get(i).is_some_and(Instance::healthy) {
-                return Some(i);
-            }
-        }
-        let k = rng.usize(..self.healthy);
-        let mut healthy = self.slots.iter().enumerate().filter(|(_, x)| x.healthy());
-        healthy.nth(k).map(|(i, _)| i)
-    }
+    /// Its spec (the check to run).
+    pub spec: Arc<Spec>,
 }
 
 /// `now + ttl`, without panicking on absurd TTLs.
@@ -296,6 +260,8 @@ pub struct Registry {
     /// Registry-wide change counter: a service's index is set from it, so an
     /// index never goes back, even across removal and re-creation.
     counter: u64,
+    /// The spec of every instance that gave none (`POST /registerList`): one allocation for all.
+    default_spec: Arc<Spec>,
 }
 
 impl Registry {
@@ -306,12 +272,14 @@ impl Registry {
             services: HashMap::new(),
             total: 0,
             counter: 0,
+            default_spec: Arc::default(),
         }
     }
 
     /// Registers `addr` under `service` with a lease of `ttl` from `now`, or
-    /// renews it if present. A renewal updates `last_beat`, `ttl` and
-    /// `expires_at` only: it keeps health (flapping protection), probe record
+    /// renews it if present, keeping its spec (a new instance gets the
+    /// default spec). A renewal updates `last_beat`, `ttl` and `expires_at`
+    /// only: it keeps health (flapping protection), probe record, drain mark
     /// and pick count, does not bump the index, and ignores the limits.
     pub fn register(
         &mut self,
@@ -320,27 +288,84 @@ impl Registry {
         ttl: Duration,
         now: Instant,
     ) -> Result<Registered, RegisterError> {
+        self.upsert(service, addr, ttl, None, None, now)
+    }
+
+    /// [`Registry::register`] that also sets the spec (when `Some`) and the drain mark (when
+    /// `Some`). A renewal that changes either is [`Registered::Updated`] and bumps the index; one
+    /// with an equal spec keeps the spec it holds (no new allocation is kept). Switching to
+    /// `check=none` clears an exclusion, since no probe will ever restore it.
+    pub fn upsert(
+        &mut self,
+        service: &str,
+        addr: &str,
+        ttl: Duration,
+        spec: Option<&Arc<Spec>>,
+        draining: Option<bool>,
+        now: Instant,
+    ) -> Result<Registered, RegisterError> {
         if !valid_service_name(service) {
             return Err(RegisterError::BadServiceName);
         }
         let expires_at = deadline(now, ttl);
-        if let Some(inst) = self.services.get_mut(service).and_then(|s| s.get_mut(addr)) {
-            inst.last_beat = now;
-            inst.ttl = ttl;
-            inst.expires_at = expires_at;
-            return Ok(Registered::Renewed);
+        let default = &self.default_spec;
+        if let Some(svc) = self.services.get_mut(service) {
+            if let Some(i) = svc.position(addr) {
+                let new_spec = spec
+                    .filter(|s| svc.slots.get(i).is_some_and(|x| *x.spec != ***s))
+                    .map(|s| svc.share(s, default));
+                if let (Some(new), Some(old)) =
+                    (&new_spec, svc.slots.get(i).map(|x| x.spec.clone()))
+                {
+                    svc.count_tags(&old, false);
+                    svc.count_tags(new, true);
+                }
+                let changed = svc.edit(i, |inst| {
+                    inst.last_beat = now;
+                    inst.ttl = ttl;
+                    inst.expires_at = expires_at;
+                    let mut changed = false;
+                    if let Some(spec) = new_spec {
+                        inst.excluded &= spec.check != Check::None;
+                        inst.spec = spec;
+                        changed = true;
+                    }
+                    if let Some(d) = draining.filter(|d| *d != inst.draining) {
+                        inst.draining = d;
+                        changed = true;
+                    }
+                    changed
+                });
+                if changed != Some(true) {
+                    return Ok(Registered::Renewed);
+                }
+                self.counter += 1;
+                svc.index = self.counter;
+                return Ok(Registered::Updated);
+            }
         }
         self.check_limits(service)?;
-        let inst = Instance {
+        if !self.services.contains_key(service) {
+            self.services.insert(service.to_owned(), Service::default());
+        }
+        let Some(svc) = self.services.get_mut(service) else {
+            return Ok(Registered::New); // inserted just above
+        };
+        let spec = svc.share(spec.unwrap_or(&self.default_spec), &self.default_spec);
+        svc.push(Instance {
             addr: Arc::from(addr),
+            spec,
             last_beat: now,
             ttl,
             expires_at,
             last_probe: None,
             excluded: false,
+            draining: draining.unwrap_or(false),
             picks: 0,
-        };
-        self.insert_new(service, inst);
+        });
+        self.counter += 1;
+        svc.index = self.counter;
+        self.total += 1;
         Ok(Registered::New)
     }
 
@@ -368,18 +393,6 @@ impl Registry {
         Ok(())
     }
 
-    fn insert_new(&mut self, service: &str, inst: Instance) {
-        if !self.services.contains_key(service) {
-            self.services.insert(service.to_owned(), Service::default());
-        }
-        if let Some(svc) = self.services.get_mut(service) {
-            svc.push(inst);
-            self.counter += 1;
-            svc.index = self.counter;
-            self.total += 1;
-        }
-    }
-
     /// Removes `addr` from `service`; returns whether it was registered.
     /// Drops the service entry when it becomes empty, so abandoned names do
     /// not count against [`Limits::max_services`].
@@ -399,37 +412,57 @@ impl Registry {
         true
     }
 
+    /// Marks `addr` draining (or not): `None` if it is not registered (a drain never creates an
+    /// instance, so a deregistration always wins), else whether the mark flipped (and only then
+    /// bumps the index). O(log n).
+    pub fn set_draining(&mut self, service: &str, addr: &str, draining: bool) -> Option<bool> {
+        let svc = self.services.get_mut(service)?;
+        let i = svc.position(addr)?;
+        let changed = svc.edit(i, |inst| {
+            std::mem::replace(&mut inst.draining, draining) != draining
+        })?;
+        if changed {
+            self.counter += 1;
+            svc.index = self.counter;
+        }
+        Some(changed)
+    }
+
     /// Removes every instance whose lease ran out (`expires_at <= now`) and
     /// returns them, for logging. Drops services left empty. O(instances),
     /// meant for a periodic sweep.
     pub fn expire(&mut self, now: Instant) -> Vec<Target> {
         let mut expired = Vec::new();
-        let mut addrs = Vec::new();
+        let mut gone = Vec::new();
         for (name, svc) in &mut self.services {
-            svc.expire(now, &mut addrs);
-            if addrs.is_empty() {
+            svc.expire(now, &mut gone);
+            if gone.is_empty() {
                 continue;
             }
             self.counter += 1;
             svc.index = self.counter;
-            self.total -= addrs.len();
-            expired.extend(addrs.drain(..).map(|addr| Target {
+            self.total -= gone.len();
+            expired.extend(gone.drain(..).map(|inst| Target {
                 service: name.clone(),
-                addr,
+                addr: inst.addr,
+                spec: inst.spec,
             }));
         }
         self.services.retain(|_, svc| !svc.slots.is_empty());
         expired
     }
 
-    /// Every registered instance, healthy or excluded: excluded ones must be
-    /// probed too, since only a successful probe restores them.
+    /// Every instance to probe, healthy or excluded (excluded ones must be probed too, since only a
+    /// successful probe restores them), draining or not; not those with `check=none` or `ttl`.
     pub fn probe_targets(&self) -> Vec<Target> {
         let mut targets = Vec::with_capacity(self.total);
         for (name, svc) in &self.services {
-            targets.extend(svc.slots.iter().map(|inst| Target {
+            let probed =
+                (svc.slots.iter()).filter(|i| !matches!(i.spec.check, Check::None | Check::Ttl));
+            targets.extend(probed.map(|inst| Target {
                 service: name.clone(),
                 addr: inst.addr.clone(),
+                spec: inst.spec.clone(),
             }));
         }
         targets
@@ -438,39 +471,64 @@ impl Registry {
     /// Records a probe result: `ok == false` excludes the instance from
     /// picks, `ok == true` restores it. Returns whether its health changed
     /// (and only then bumps the index). An unknown instance (deregistered
-    /// while the probe ran) is ignored and yields `false`.
+    /// while the probe ran) is ignored and yields `false`, and so is an
+    /// instance with `check=none` (its lease alone decides).
     pub fn mark_probe(&mut self, service: &str, addr: &str, ok: bool, now: Instant) -> bool {
         let Some(svc) = self.services.get_mut(service) else {
             return false;
         };
-        let Some(inst) = svc.get_mut(addr) else {
+        let Some(i) = svc.position(addr) else {
             return false;
         };
-        inst.last_probe = Some(ProbeRecord { at: now, ok });
-        if inst.healthy() == ok {
+        let flipped = svc.edit(i, |inst| {
+            if inst.spec.check == Check::None {
+                return false;
+            }
+            inst.last_probe = Some(ProbeRecord { at: now, ok });
+            let flips = inst.healthy() != ok;
+            inst.excluded = !ok;
+            flips
+        });
+        if flipped != Some(true) {
             return false;
-        }
-        inst.excluded = !ok;
-        if ok {
-            svc.healthy += 1;
-        } else {
-            svc.healthy -= 1;
         }
         self.counter += 1;
         svc.index = self.counter;
         true
     }
 
-    /// A healthy instance of `service`, chosen uniformly at random, or `None`
-    /// if there is none. Counts the pick on the instance. O(1) when a fair
-    /// share of instances is healthy, O(instances) at worst.
+    /// A pickable instance of `service` (neither excluded nor draining), drawn with probability
+    /// proportional to its weight (uniform when weights are equal), or `None` if there is none.
+    /// Counts the pick on the instance. O(log n): one draw down the service's weight tree.
     pub fn pick(&mut self, service: &str, rng: &mut fastrand::Rng) -> Option<Arc<str>> {
+        self.pick_tagged::<&str>(service, &[], rng)
+    }
+
+    /// [`Registry::pick`] among the instances carrying every tag in `tags` (all of them when `tags`
+    /// is empty). A few weighted draws, then a weighted scan of the matching ones as a fallback: see
+    /// [`TAGGED_TRIES`] for how often the O(n) scan runs.
+    pub fn pick_tagged<S: AsRef<str>>(
+        &mut self,
+        service: &str,
+        tags: &[S],
+        rng: &mut fastrand::Rng,
+    ) -> Option<Arc<str>> {
         let svc = self.services.get_mut(service)?;
-        let i = svc.pick_index(rng)?;
+        let i = svc.pick_tagged(tags, rng)?;
         svc.picks = svc.picks.saturating_add(1);
         let inst = svc.slots.get_mut(i)?;
         inst.picks = inst.picks.saturating_add(1);
         Some(inst.addr.clone())
+    }
+
+    /// What a store keeps of `addr` in `service` (its lease, spec and drain mark), if registered.
+    pub fn record(&self, service: &str, addr: &str) -> Option<Record> {
+        let inst = self.services.get(service)?.get(addr)?;
+        Some(Record {
+            ttl: inst.ttl,
+            spec: inst.spec.clone(),
+            draining: inst.draining,
+        })
     }
 
     /// A summary of every service, sorted by name, for listings.
@@ -480,10 +538,12 @@ impl Registry {
             .iter()
             .map(|(name, svc)| ServiceSummary {
                 name: name.clone(),
-                live: svc.healthy,
+                live: svc.counts.healthy,
                 total: svc.slots.len(),
                 index: svc.index,
                 picks: svc.picks,
+                excluded: svc.counts.excluded,
+                draining: svc.counts.draining,
             })
             .collect();
         out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
@@ -498,9 +558,41 @@ impl Registry {
         Some(out)
     }
 
+    /// The instances of `service` as stored (unsorted) and its index, borrowed, for the doors that
+    /// render them under the lock without copying.
+    pub fn service_view(&self, service: &str) -> Option<(&[Instance], u64)> {
+        self.services
+            .get(service)
+            .map(|s| (s.slots.as_slice(), s.index))
+    }
+
+    /// The service named `name` ignoring ASCII case (DNS names are case-insensitive): the exact
+    /// name first, else a walk over the service names (at most [`Limits::max_services`]).
+    pub fn service_view_ignore_case(&self, name: &str) -> Option<(&[Instance], u64)> {
+        self.service_view(name).or_else(|| {
+            self.services
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, s)| (s.slots.as_slice(), s.index))
+        })
+    }
+
+    /// Every service's name, instances and index, unsorted and borrowed.
+    pub fn each_service(&self) -> impl Iterator<Item = (&str, &[Instance], u64)> {
+        self.services
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.slots.as_slice(), s.index))
+    }
+
+    /// The registry-wide change counter: it moves with every service's index, and never goes back.
+    pub fn global_index(&self) -> u64 {
+        self.counter
+    }
+
     /// The change index of `service` (0 if unknown). It grows on every
-    /// addition, removal or health flip, never on a renewal, so a watcher can
-    /// block until it exceeds the value it last saw.
+    /// addition, removal, health flip, drain flip or spec change, never on a
+    /// plain renewal, so a watcher can block until it exceeds the value it
+    /// last saw.
     pub fn index(&self, service: &str) -> u64 {
         self.services.get(service).map_or(0, |s| s.index)
     }
@@ -535,17 +627,37 @@ mod tests {
         format!("127.0.0.1:{}", 10_000 + i)
     }
 
-    /// Internal bookkeeping: positions, healthy counts, total.
+    /// Internal bookkeeping: positions, counts by standing, weights parallel to the slots, total.
     pub(super) fn check_invariants(r: &Registry) {
         let mut total = 0;
         for svc in r.services.values() {
             assert!(!svc.slots.is_empty(), "empty service kept");
             assert_eq!(svc.pos.len(), svc.slots.len());
+            assert_eq!(svc.weights.len(), svc.slots.len());
+            let mut counts = Counts::default();
+            let mut weight = 0;
             for (i, inst) in svc.slots.iter().enumerate() {
                 assert_eq!(svc.pos.get(&inst.addr), Some(&i));
+                assert_eq!(svc.weights.get(i), inst.weight(), "{inst:?}");
+                assert_eq!(inst.weight() > 0, inst.pickable());
+                assert!(
+                    !(inst.excluded && inst.spec.check == Check::None),
+                    "{inst:?}"
+                );
+                weight += u64::from(inst.weight());
+                match inst.standing() {
+                    Standing::Healthy => counts.healthy += 1,
+                    Standing::Excluded => counts.excluded += 1,
+                    Standing::Draining => counts.draining += 1,
+                }
             }
-            let healthy = svc.slots.iter().filter(|x| x.healthy()).count();
-            assert_eq!(svc.healthy, healthy);
+            assert_eq!(svc.counts, counts);
+            let mut tags: HashMap<String, usize> = HashMap::new();
+            for tag in svc.slots.iter().flat_map(|x| x.spec.tags.iter()) {
+                *tags.entry(tag.clone()).or_default() += 1;
+            }
+            assert_eq!(svc.tag_counts, tags);
+            assert_eq!(svc.weights.total(), weight);
             assert!(svc.index >= 1 && svc.index <= r.counter);
             total += svc.slots.len();
         }

@@ -57,6 +57,10 @@ impl Drop for Subscription {
     }
 }
 
+/// The key a watcher of every service subscribes to (`GET /v1/catalog/services?index=`): no service
+/// name can be `*`, and every notification wakes it too.
+pub const ANY_SERVICE: &str = "*";
+
 impl Watchers {
     fn map(&self) -> std::sync::MutexGuard<'_, Map> {
         crate::rt::lock(&self.map)
@@ -100,13 +104,14 @@ impl Watchers {
 
     /// Wakes every watcher of `service` (each wakes once; it re-subscribes if it wants more).
     pub fn notify(&self, service: &str) {
-        let woken = {
+        let (woken, any) = {
             let mut map = self.map();
             let woken = map.by_service.remove(service).unwrap_or_default();
-            map.count -= woken.len();
-            woken
+            let any = map.by_service.remove(ANY_SERVICE).unwrap_or_default();
+            map.count -= woken.len() + any.len();
+            (woken, any)
         };
-        for (_, tx) in woken {
+        for (_, tx) in woken.into_iter().chain(any) {
             let _ = tx.try_send(());
         }
     }

@@ -4,6 +4,7 @@
 //! Every wait is bounded by [`DEADLINE`], a hang guard only: tests never assert that anything was fast.
 #![allow(dead_code)]
 
+pub mod doors;
 pub mod etcd;
 pub mod procs;
 

@@ -1,12 +1,13 @@
 //! Changes to the registry's state as values, and [`Registry::apply`].
 //!
-//! Every write to the local state is a [`Change`]: a route's registration or deregistration, a
-//! probe's result, an etcd watch event, or an etcd resync ([`Change::Reset`]). Applying returns what
+//! Every write to the local state is a [`Change`]: a route's registration, deregistration or drain
+//! mark, a probe's result, an etcd watch event, or an etcd resync ([`Change::Reset`]). Applying returns what
 //! each change did ([`Outcome`]) and which services' change indexes moved, so the caller, holding
 //! no lock by then, wakes exactly those services' watchers. Like the rest of the state this does no
 //! I/O and takes time as an argument.
 
 use super::{RegisterError, Registered, Registry};
+use crate::spec::Spec;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +24,13 @@ pub enum Change<'a> {
         addr: Cow<'a, str>,
         /// The lease.
         ttl: Duration,
+        /// Its spec; `None` keeps the one it has (a new instance gets the default): what
+        /// `POST /registerList` sends, so its renewal of an instance registered by `PUT` keeps the
+        /// `PUT`'s check, tags, meta and weight.
+        spec: Option<Arc<Spec>>,
+        /// Its drain mark; `None` keeps it (a new instance is not draining). Routes send `None`
+        /// (a heartbeat never undoes a drain); a store's record says it.
+        draining: Option<bool>,
     },
     /// Remove `addr` from `service`: deregistered, or its lease expired in the store.
     Remove {
@@ -41,12 +49,22 @@ pub enum Change<'a> {
         /// Whether the instance is healthy.
         ok: bool,
     },
+    /// Mark `addr` draining or not (never creates it).
+    Drain {
+        /// The service.
+        service: Cow<'a, str>,
+        /// The instance's `HOST:PORT`.
+        addr: Cow<'a, str>,
+        /// Draining, or back in rotation.
+        draining: bool,
+    },
     /// Make the state hold exactly the snapshot's instances (an etcd resync).
     Reset(Snapshot),
 }
 
 impl<'a> Change<'a> {
-    /// [`Change::Upsert`].
+    /// [`Change::Upsert`] that keeps the spec and the drain mark (see [`Change::with_spec`] and
+    /// [`Change::with_draining`]).
     pub fn upsert(
         service: impl Into<Cow<'a, str>>,
         addr: impl Into<Cow<'a, str>>,
@@ -56,6 +74,37 @@ impl<'a> Change<'a> {
             service: service.into(),
             addr: addr.into(),
             ttl,
+            spec: None,
+            draining: None,
+        }
+    }
+
+    /// An upsert that sets the spec; other changes are returned as they are.
+    pub fn with_spec(mut self, new: Arc<Spec>) -> Self {
+        if let Change::Upsert { spec, .. } = &mut self {
+            *spec = Some(new);
+        }
+        self
+    }
+
+    /// An upsert that sets the drain mark; other changes are returned as they are.
+    pub fn with_draining(mut self, mark: bool) -> Self {
+        if let Change::Upsert { draining, .. } = &mut self {
+            *draining = Some(mark);
+        }
+        self
+    }
+
+    /// [`Change::Drain`].
+    pub fn drain(
+        service: impl Into<Cow<'a, str>>,
+        addr: impl Into<Cow<'a, str>>,
+        draining: bool,
+    ) -> Self {
+        Change::Drain {
+            service: service.into(),
+            addr: addr.into(),
+            draining,
         }
     }
 
@@ -85,7 +134,8 @@ impl<'a> Change<'a> {
         match self {
             Change::Upsert { service, addr, .. }
             | Change::Remove { service, addr }
-            | Change::Health { service, addr, .. } => Some((service, addr)),
+            | Change::Health { service, addr, .. }
+            | Change::Drain { service, addr, .. } => Some((service, addr)),
             Change::Reset(_) => None,
         }
     }
@@ -110,6 +160,22 @@ pub struct Held {
     pub ttl: Option<Duration>,
     /// Whether the store records it as excluded.
     pub excluded: bool,
+    /// Its spec (applied with `ttl`, like `draining`).
+    pub spec: Arc<Spec>,
+    /// Whether the store records it as draining.
+    pub draining: bool,
+}
+
+/// What a store keeps of one instance (etcd: the instance key's value): its lease, its spec and its
+/// drain mark. A value written before specs existed reads as the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    /// The lease it was registered with.
+    pub ttl: Duration,
+    /// Its check, tags, meta and weight.
+    pub spec: Arc<Spec>,
+    /// Whether it is marked draining.
+    pub draining: bool,
 }
 
 /// What one change did.
@@ -123,6 +189,8 @@ pub enum Outcome {
     Removed(bool),
     /// A health change: whether the instance's health flipped.
     Health(bool),
+    /// A drain mark: `None` if the instance is not registered, else whether the mark flipped.
+    Drained(Option<bool>),
     /// A reset, and what it took.
     Reset(ResetReport),
 }
@@ -131,8 +199,9 @@ impl Outcome {
     /// Whether the change's service's index moved (for a reset: whether anything changed).
     pub fn moved(&self) -> bool {
         match self {
-            Outcome::Registered(r) => *r == Registered::New,
+            Outcome::Registered(r) => *r != Registered::Renewed,
             Outcome::Refused(_) => false,
+            Outcome::Drained(changed) => *changed == Some(true),
             Outcome::Removed(changed) | Outcome::Health(changed) => *changed,
             Outcome::Reset(r) => r.changed,
         }
@@ -255,12 +324,21 @@ impl Registry {
 
     fn change(&mut self, change: &Change<'_>, now: Instant) -> Outcome {
         match change {
-            Change::Upsert { service, addr, ttl } => {
-                match self.register(service, addr, *ttl, now) {
-                    Ok(r) => Outcome::Registered(r),
-                    Err(e) => Outcome::Refused(e),
-                }
-            }
+            Change::Upsert {
+                service,
+                addr,
+                ttl,
+                spec,
+                draining,
+            } => match self.upsert(service, addr, *ttl, spec.as_ref(), *draining, now) {
+                Ok(r) => Outcome::Registered(r),
+                Err(e) => Outcome::Refused(e),
+            },
+            Change::Drain {
+                service,
+                addr,
+                draining,
+            } => Outcome::Drained(self.set_draining(service, addr, *draining)),
             Change::Remove { service, addr } => Outcome::Removed(self.deregister(service, addr)),
             Change::Health { service, addr, ok } => {
                 Outcome::Health(self.mark_probe(service, addr, *ok, now))
@@ -269,8 +347,9 @@ impl Registry {
         }
     }
 
-    /// Drops the instances the snapshot does not hold, registers or renews those it holds (limits
-    /// apply to new ones), then sets each one's health as the snapshot records it.
+    /// Drops the instances the snapshot does not hold, registers or renews those it holds with their
+    /// spec and drain mark (limits apply to new ones), then sets each one's health as the snapshot
+    /// records it.
     fn reset(&mut self, snapshot: &Snapshot, now: Instant) -> ResetReport {
         let counter = self.counter;
         let held: HashMap<(&str, &str), &Held> = (snapshot.instances.iter())
@@ -290,8 +369,9 @@ impl Registry {
         }
         for h in &snapshot.instances {
             if let Some(ttl) = h.ttl {
-                report.refused +=
-                    usize::from(self.register(&h.service, &h.addr, ttl, now).is_err());
+                let (spec, draining) = (Some(&h.spec), Some(h.draining));
+                let done = self.upsert(&h.service, &h.addr, ttl, spec, draining, now);
+                report.refused += usize::from(done.is_err());
             }
         }
         let mut flips: Vec<(String, Arc<str>, bool)> = Vec::new();
@@ -337,6 +417,8 @@ mod tests {
             addr: addr.into(),
             ttl,
             excluded,
+            spec: Arc::default(),
+            draining: false,
         }
     }
 
@@ -351,6 +433,7 @@ mod tests {
     fn each_change_says_what_it_did_and_only_real_changes_move() {
         let mut r = reg();
         let t0 = Instant::now();
+        let tcp = Spec::parse([("check", "tcp")], None).unwrap().spec;
         let cases: Vec<(Change, Outcome, bool)> = vec![
             (
                 Change::upsert("add", "h:1", TTL),
@@ -380,6 +463,36 @@ mod tests {
             (
                 Change::health("add", "h:9", false),
                 Outcome::Health(false),
+                false,
+            ),
+            (
+                Change::upsert("add", "h:1", TTL).with_spec(Arc::new(tcp.clone())),
+                Outcome::Registered(Registered::Updated),
+                true,
+            ),
+            (
+                Change::upsert("add", "h:1", TTL).with_spec(Arc::new(tcp)),
+                Outcome::Registered(Registered::Renewed),
+                false,
+            ),
+            (
+                Change::drain("add", "h:1", true),
+                Outcome::Drained(Some(true)),
+                true,
+            ),
+            (
+                Change::drain("add", "h:1", true),
+                Outcome::Drained(Some(false)),
+                false,
+            ),
+            (
+                Change::upsert("add", "h:1", TTL).with_draining(false),
+                Outcome::Registered(Registered::Updated),
+                true,
+            ),
+            (
+                Change::drain("add", "h:9", true),
+                Outcome::Drained(None),
                 false,
             ),
             (Change::remove("add", "h:9"), Outcome::Removed(false), false),
@@ -530,7 +643,9 @@ mod tests {
 
     fn apply_to_model(m: &mut Model, change: &Change, now: Instant) {
         match change {
-            Change::Upsert { service, addr, ttl } => {
+            Change::Upsert {
+                service, addr, ttl, ..
+            } => {
                 let key = (service.to_string(), addr.to_string());
                 let excluded = m.get(&key).is_some_and(|v| v.1);
                 m.insert(key, (now + *ttl, excluded));
@@ -543,6 +658,7 @@ mod tests {
                     v.1 = !ok;
                 }
             }
+            Change::Drain { .. } => {}
             Change::Reset(snapshot) => {
                 let mut next = Model::new();
                 for h in &snapshot.instances {

@@ -20,7 +20,7 @@
 //! Its locks (`known`, `link`, `campaign`) are each taken alone, for a few map operations, never
 //! across an await and never while another lock is held.
 
-use super::etcd_keys::{self, InstanceValue, EXCLUDED, LEADER, ROOT};
+use super::etcd_keys::{self, EXCLUDED, LEADER, ROOT};
 use super::known::{deadline, Beat};
 use super::writer::{Core, Write, Writer};
 use super::StoreError;
@@ -28,7 +28,7 @@ use crate::etcd::election::Election;
 use crate::etcd::watch::{Message, Watch};
 use crate::etcd::{Etcd, EtcdError};
 use crate::log;
-use crate::registry::state::{Applied, Change, Outcome, Registered};
+use crate::registry::state::{Applied, Change, Outcome, Record, Registered};
 use crate::rt::lock;
 use smol::channel::{self, Receiver, Sender};
 use smol::stream::StreamExt;
@@ -182,15 +182,23 @@ impl EtcdStore {
         }
     }
 
-    /// A registration or beat, already applied locally. A key etcd has with this value: nothing to
-    /// write, whichever registry owns it. Else the key goes on this registry's lease in the next
-    /// txn, and this waits for it. Returns whether etcd did not have the key.
-    pub async fn put(&self, service: &str, addr: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let value = InstanceValue { ttl };
+    /// A registration, beat or drain mark, already applied locally: `record` is what the local copy
+    /// now holds, `changed` whether its spec or drain mark just moved. A key etcd has with this
+    /// value and no change: nothing to write, whichever registry owns it. Else (a new key, or a
+    /// changed value even of a known key, so that other registries see it) the key goes on this
+    /// registry's lease in the next txn, and this waits for it. Returns whether etcd did not have
+    /// the key.
+    pub async fn put(
+        &self,
+        service: &str,
+        addr: &str,
+        record: &Record,
+        changed: bool,
+    ) -> Result<bool, StoreError> {
         let now = Instant::now();
         let (beat, excluded) = {
             let mut known = lock(&self.core.known);
-            let beat = known.beat(service, addr, &value, now);
+            let beat = known.beat(service, addr, record, changed, now);
             (beat, known.excluded(service, addr))
         };
         let Beat::Write { new } = beat else {
@@ -199,8 +207,8 @@ impl EtcdStore {
         let write = Write::Register {
             service: service.to_string(),
             addr: addr.to_string(),
-            until: deadline(now, &value),
-            value,
+            until: deadline(now, record),
+            value: record.clone(),
             excluded,
         };
         self.writer()?.request(write).await.map_err(unavailable)?;
@@ -364,12 +372,8 @@ impl Feed {
         loop {
             let failed = match std::mem::replace(&mut self.phase, Phase::Read) {
                 Phase::Wait(until) => {
-                    let wake = async {
-                        smol::Timer::at(until).await;
-                        None
-                    };
-                    let local = async { Some(swept(&self.local).await) };
-                    if let Some(changes) = smol::future::or(local, wake).await {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if let Some(changes) = crate::rt::timeout(left, swept(&self.local)).await {
                         self.phase = Phase::Wait(until);
                         return Batch {
                             changes,

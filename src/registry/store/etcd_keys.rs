@@ -2,16 +2,19 @@
 //!
 //! | key | value | lease |
 //! |---|---|---|
-//! | `/mini/services/{service}/{host:port}` | [`InstanceValue`], see [`encode_instance`] | the session lease of the registry that owns it |
+//! | `/mini/services/{service}/{host:port}` | [`Record`], see [`instance_value`]: `{"ttl_ms":N,"check":C,"tags":[..],"meta":{..},"weight":N,"draining":B}` (only `ttl_ms` before issue 11: the rest then reads as the defaults) | the session lease of the registry that owns it |
 //! | `/mini/health/{service}/{host:port}` | `{"ok":false}`, present only while excluded | the instance key's lease |
 //! | `/mini/deregistered` | the id of the registry that last deregistered | none; put in the txn of each deregistration |
 //! | `/mini/leader` | the probing registry's id | that registry's election lease |
 //!
-//! An instance's value is written by [`encode_instance`] and read by [`decode_instance`], and turned
+//! An instance's value is written by [`instance_value`] and read by [`record_of`], and turned
 //! into the local copy's terms by [`upsert_change`] and [`held`]: those four are the only places
 //! that know what an instance key's value holds.
 
-use crate::registry::state::{valid_service_name, Change, Held};
+use crate::jsonread::{self, Value};
+use crate::registry::state::{valid_service_name, Change, Held, Record};
+use crate::spec::Spec;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Every key `mini` writes lives under this prefix; the watch covers all of it.
@@ -73,46 +76,49 @@ pub fn health_key(service: &str, addr: &str) -> String {
     format!("{HEALTH}{service}/{addr}")
 }
 
-/// What an instance key's value says about the instance: what it registered with. A beat whose
-/// value differs from the stored one is a write; one that matches is absorbed locally.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceValue {
-    /// The lease it asked for. Its owner expires it this long after its last beat there.
-    pub ttl: Duration,
+/// The value of an instance key: the TTL it was registered with (its owner expires it this long
+/// after its last beat there), its spec and its drain mark. [`record_of`] is its inverse. A beat
+/// whose record differs from the stored one is a write; one that matches is absorbed locally.
+pub fn instance_value(record: &Record) -> String {
+    let mut o = crate::json::Object::new();
+    o.num("ttl_ms", record.ttl.as_millis() as f64);
+    record.spec.write_json(&mut o);
+    o.bool("draining", record.draining).finish()
 }
 
-/// The value of an instance key: `{"ttl_ms":N}`. [`decode_instance`] is its inverse.
-pub fn encode_instance(value: &InstanceValue) -> String {
-    crate::json::Object::new()
-        .num("ttl_ms", value.ttl.as_millis() as f64)
-        .finish()
+/// What an instance key's value records; fields it lacks (a value written before issue 11, or by
+/// something else) read as the defaults, and anything unreadable too (a key written by something
+/// else still names an instance). [`instance_value`] is its inverse.
+pub fn record_of(value: &[u8]) -> Record {
+    let doc = jsonread::parse(value).ok();
+    let field = |name: &str| doc.as_ref().and_then(|v| v.get(name));
+    Record {
+        ttl: (field("ttl_ms").and_then(Value::as_i64))
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map_or(FALLBACK_TTL, Duration::from_millis),
+        spec: Arc::new((doc.as_ref().and_then(|v| Spec::read_json(v).ok())).unwrap_or_default()),
+        draining: field("draining").and_then(Value::as_bool).unwrap_or(false),
+    }
 }
 
-/// Reads an instance key's value; anything unreadable gets defaults (a key written by something
-/// else still names an instance). [`encode_instance`] is its inverse.
-pub fn decode_instance(bytes: &[u8]) -> InstanceValue {
-    use crate::jsonread::{self, Value};
-    let ttl = jsonread::parse(bytes)
-        .ok()
-        .and_then(|v| v.get("ttl_ms").and_then(Value::as_i64))
-        .and_then(|ms| u64::try_from(ms).ok())
-        .map_or(FALLBACK_TTL, Duration::from_millis);
-    InstanceValue { ttl }
+/// The change that registers (or renews) the instance an instance key describes, with its spec
+/// and drain mark.
+pub fn upsert_change(service: &str, addr: &str, record: &Record) -> Change<'static> {
+    Change::upsert(service.to_string(), addr.to_string(), record.ttl)
+        .with_spec(record.spec.clone())
+        .with_draining(record.draining)
 }
 
-/// The change that registers (or renews) the instance an instance key describes.
-pub fn upsert_change(service: &str, addr: &str, value: &InstanceValue) -> Change<'static> {
-    Change::upsert(service.to_string(), addr.to_string(), value.ttl)
-}
-
-/// The instance an instance key describes, in a snapshot; `value: None` keeps it as the local copy
+/// The instance an instance key describes, in a snapshot; `record: None` keeps it as the local copy
 /// has it (see [`Held::ttl`]).
-pub fn held(service: &str, addr: &str, value: Option<&InstanceValue>, excluded: bool) -> Held {
+pub fn held(service: &str, addr: &str, record: Option<&Record>, excluded: bool) -> Held {
     Held {
         service: service.to_string(),
         addr: addr.to_string(),
-        ttl: value.map(|v| v.ttl),
+        ttl: record.map(|r| r.ttl),
         excluded,
+        spec: record.map(|r| r.spec.clone()).unwrap_or_default(),
+        draining: record.is_some_and(|r| r.draining),
     }
 }
 
@@ -146,16 +152,59 @@ mod tests {
 
     #[test]
     fn the_value_codec_round_trips_and_tolerates_junk() {
-        let v = InstanceValue {
+        let ttl_of = |value: &[u8]| record_of(value).ttl;
+        assert_eq!(ttl_of(br#"{"ttl_ms":2500}"#), Duration::from_millis(2500));
+        assert_eq!(ttl_of(b"junk"), FALLBACK_TTL);
+        assert_eq!(ttl_of(br#"{"ttl_ms":-1}"#), FALLBACK_TTL);
+        let record = Record {
             ttl: Duration::from_millis(2500),
+            ..Record::default()
         };
-        assert_eq!(encode_instance(&v), r#"{"ttl_ms":2500}"#);
-        assert_eq!(decode_instance(encode_instance(&v).as_bytes()), v);
-        assert_eq!(decode_instance(b"junk").ttl, FALLBACK_TTL);
-        assert_eq!(decode_instance(br#"{"ttl_ms":-1}"#).ttl, FALLBACK_TTL);
+        assert_eq!(record_of(instance_value(&record).as_bytes()), record);
         assert_eq!(
-            upsert_change("add", "h:1", &v),
-            Change::upsert("add", "h:1", v.ttl)
+            upsert_change("add", "h:1", &record),
+            Change::upsert("add", "h:1", record.ttl)
+                .with_spec(Arc::default())
+                .with_draining(false)
+        );
+    }
+
+    #[test]
+    fn a_value_carries_the_spec_and_drain_mark_and_an_old_one_reads_as_the_defaults() {
+        let spec = Spec::parse(
+            [
+                ("check", "tcp"),
+                ("tag", "v2"),
+                ("meta", "zone:a"),
+                ("weight", "5"),
+            ],
+            None,
+        )
+        .unwrap()
+        .spec;
+        let record = Record {
+            ttl: Duration::from_secs(15),
+            spec: Arc::new(spec),
+            draining: true,
+        };
+        assert_eq!(
+            instance_value(&record),
+            r#"{"ttl_ms":15000,"check":"tcp","tags":["v2"],"meta":{"zone":"a"},"weight":5,"draining":true}"#
+        );
+        assert_eq!(record_of(instance_value(&record).as_bytes()), record);
+        let old = record_of(br#"{"ttl_ms":2000}"#);
+        assert_eq!((&*old.spec, old.draining), (&Spec::default(), false));
+        let change = upsert_change("add", "h:1", &record);
+        assert_eq!(
+            change,
+            Change::upsert("add", "h:1", record.ttl)
+                .with_spec(record.spec.clone())
+                .with_draining(true)
+        );
+        let h = held("add", "h:1", Some(&record), false);
+        assert_eq!(
+            (h.ttl, &h.spec, h.draining),
+            (Some(record.ttl), &record.spec, true)
         );
     }
 

@@ -12,11 +12,11 @@
 //! - A deletion leaves a tombstone at its revision until the next sweep, so a write of ours that
 //!   etcd applied before it, and that we learn of after it, cannot bring the key back to life here.
 
-use super::etcd_keys::{decode_instance, held, parse_key, upsert_change, InstanceValue, Key};
+use super::etcd_keys::{held, parse_key, record_of, upsert_change, Key};
 use super::etcd_keys::{HEALTH, SERVICES};
 use crate::etcd::watch::Event;
 use crate::etcd::Kv;
-use crate::registry::state::{Change, Held, Snapshot};
+use crate::registry::state::{Change, Held, Record, Snapshot};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
@@ -29,7 +29,7 @@ pub struct Entry {
     /// Revision of the key's last known change: watch events up to it are stale.
     pub rev: i64,
     /// The value as etcd holds it (or as it is to be put back).
-    pub value: InstanceValue,
+    pub value: Record,
     /// Until when the beats this registry received keep the instance alive; `None` if none did.
     pub alive_until: Option<Instant>,
     /// Whether its health key exists (the prober excluded it).
@@ -47,7 +47,7 @@ impl Entry {
         Entry {
             lease: None,
             rev,
-            value: decode_instance(b""),
+            value: Record::default(),
             alive_until: None,
             excluded: false,
             busy: false,
@@ -77,7 +77,7 @@ pub enum Chore {
         /// The instance.
         addr: String,
         /// Its value.
-        value: InstanceValue,
+        value: Record,
         /// Whether its health key goes back too.
         excluded: bool,
     },
@@ -145,15 +145,26 @@ impl Known {
         self.services.values().map(HashMap::len).sum()
     }
 
-    /// A beat received here at `now` for `addr` in `service` with `value`: notes it and says
-    /// whether etcd must hear of it. A new one is noted as heard and busy at once, so the sweep
-    /// leaves it alone until its put is applied ([`Known::wrote`]) or failed ([`Known::abandon`]).
-    pub fn beat(&mut self, service: &str, addr: &str, value: &InstanceValue, now: Instant) -> Beat {
+    /// A beat received here at `now` for `addr` in `service` with `value` (what the local copy now
+    /// holds; `changed` when its spec or drain mark just moved there): notes it and says whether
+    /// etcd must hear of it. A key etcd has (or that is on its way there) with this value is
+    /// absorbed; a changed value is written, even while a put of the old one is on its way (the
+    /// lane keeps one key's writes in order). A new one is noted as heard and busy at once, so the
+    /// sweep leaves it alone until its put is applied ([`Known::wrote`]) or failed
+    /// ([`Known::abandon`]).
+    pub fn beat(
+        &mut self,
+        service: &str,
+        addr: &str,
+        value: &Record,
+        changed: bool,
+        now: Instant,
+    ) -> Beat {
         let until = deadline(now, value);
         if let Some(e) = self.get_mut(service, addr) {
             if e.lease.is_some() || e.heard(now) {
                 e.alive_until = Some(until);
-                return match e.lease.is_some() && e.value != *value {
+                return match changed || e.value != *value {
                     true => Beat::Write { new: false },
                     false => Beat::Absorbed, // in etcd, or on its way there
                 };
@@ -190,7 +201,7 @@ impl Known {
         &mut self,
         service: &str,
         addr: &str,
-        value: &InstanceValue,
+        value: &Record,
         lease: i64,
         rev: i64,
         alive_until: Option<Instant>,
@@ -313,7 +324,7 @@ impl Known {
                         continue;
                     }
                     if put {
-                        let value = decode_instance(&kv.value);
+                        let value = record_of(&kv.value);
                         changes.push(upsert_change(s, a, &value));
                         let e = self.entry(s, a, || Entry::tombstone(rev));
                         e.lease = Some(kv.lease);
@@ -387,7 +398,7 @@ impl Known {
                 }
                 before => before,
             };
-            let value = decode_instance(&kv.value);
+            let value = record_of(&kv.value);
             let is_excluded = excluded.contains(&(s, a));
             instances.push(held(s, a, Some(&value), is_excluded));
             let e = Entry {
@@ -433,7 +444,7 @@ fn reown(service: &str, addr: &str, e: &Entry) -> Chore {
 }
 
 /// When a beat at `now` with `value` stops keeping the instance alive.
-pub fn deadline(now: Instant, value: &InstanceValue) -> Instant {
+pub fn deadline(now: Instant, value: &Record) -> Instant {
     now.checked_add(value.ttl).unwrap_or(now + MAX_ALIVE)
 }
 
@@ -449,9 +460,10 @@ mod tests {
     const MINE: i64 = 7;
     const THEIRS: i64 = 9;
 
-    fn value(ms: u64) -> InstanceValue {
-        InstanceValue {
+    fn value(ms: u64) -> Record {
+        Record {
             ttl: Duration::from_millis(ms),
+            ..Record::default()
         }
     }
 
@@ -489,9 +501,12 @@ mod tests {
         let mut k = Known::default();
         let t0 = Instant::now();
         let v = value(2000);
-        assert_eq!(k.beat("add", "h:1", &v, t0), Beat::Write { new: true });
+        assert_eq!(
+            k.beat("add", "h:1", &v, false, t0),
+            Beat::Write { new: true }
+        );
         // While its put is on its way: absorbed, and the sweep leaves it alone, echo or not.
-        assert_eq!(k.beat("add", "h:1", &v, t0), Beat::Absorbed);
+        assert_eq!(k.beat("add", "h:1", &v, false, t0), Beat::Absorbed);
         k.events(&[put(KEY, MINE, 5)], t0);
         let late = t0 + Duration::from_secs(3);
         assert_eq!(k.sweep(late, MINE), Sweep::default());
@@ -502,20 +517,39 @@ mod tests {
             "not expired once applied"
         );
         k.deleted("add", "h:1", 6);
-        assert_eq!(k.beat("add", "h:1", &v, t0), Beat::Write { new: true });
-        k.wrote("add", "h:1", &v, MINE, 7, Some(deadline(t0, &v)), false);
-        assert_eq!(k.beat("add", "h:1", &v, t0), Beat::Absorbed);
         assert_eq!(
-            k.beat("add", "h:1", &value(3000), t0),
+            k.beat("add", "h:1", &v, false, t0),
+            Beat::Write { new: true }
+        );
+        k.wrote("add", "h:1", &v, MINE, 7, Some(deadline(t0, &v)), false);
+        assert_eq!(k.beat("add", "h:1", &v, false, t0), Beat::Absorbed);
+        assert_eq!(
+            k.beat("add", "h:1", &value(3000), false, t0),
+            Beat::Write { new: false }
+        );
+        // A drain mark or spec that differs is written, and so is any put flagged as a change.
+        let drained = Record {
+            draining: true,
+            ..v.clone()
+        };
+        assert_eq!(
+            k.beat("add", "h:1", &drained, false, t0),
+            Beat::Write { new: false }
+        );
+        assert_eq!(
+            k.beat("add", "h:1", &v, true, t0),
             Beat::Write { new: false }
         );
         // Someone else's key: absorbed too, and it counts as heard here.
         k.events(&[put("/mini/services/add/h:2", THEIRS, 6)], t0);
-        assert_eq!(k.beat("add", "h:2", &v, t0), Beat::Absorbed);
+        assert_eq!(k.beat("add", "h:2", &v, false, t0), Beat::Absorbed);
         assert!(k.get("add", "h:2").is_some_and(|e| e.heard(t0)));
         // Deleted and not being put back: a new registration. If its put fails, it goes.
         k.events(&[del("/mini/services/add/h:3", 8)], t0);
-        assert_eq!(k.beat("add", "h:3", &v, t0), Beat::Write { new: true });
+        assert_eq!(
+            k.beat("add", "h:3", &v, false, t0),
+            Beat::Write { new: true }
+        );
         k.abandon("add", "h:3");
         let swept = k.sweep(t0, MINE);
         assert_eq!(swept.removed, [Change::remove("add", "h:3")]);
@@ -554,7 +588,7 @@ mod tests {
         let v = value(2000);
         k.events(&[put(KEY, THEIRS, 3)], t0);
         k.events(&[Event::Put(kv(HEALTH_KEY, EXCLUDED, THEIRS, 4))], t0);
-        k.beat("add", "h:1", &v, t0);
+        k.beat("add", "h:1", &v, false, t0);
         // Their lease expires: both keys go in one revision. No removal, no restoration here.
         let expiry = [del(HEALTH_KEY, 5), del(KEY, 5)];
         let (changes, chores) = k.events(&expiry, t0 + Duration::from_secs(1));
@@ -581,7 +615,7 @@ mod tests {
             ],
             t0,
         );
-        k.beat("add", "h:2", &v, t0);
+        k.beat("add", "h:2", &v, false, t0);
         let (changes, chores) = k.events(&[del(KEY, 4), del(HEALTH_KEY, 4)], t0);
         assert_eq!(changes, [Change::remove("add", "h:1")]);
         assert!(chores.is_empty());
@@ -606,7 +640,7 @@ mod tests {
         let later = t0 + Duration::from_secs(3);
         k.wrote("add", "h:1", &v, MINE, 5, Some(deadline(t0, &v)), false);
         k.events(&[put("/mini/services/add/h:2", THEIRS, 6)], t0);
-        k.beat("add", "h:2", &v, t0);
+        k.beat("add", "h:2", &v, false, t0);
         let swept = k.sweep(t0 + Duration::from_secs(1), MINE);
         assert!(
             swept.chores.iter().all(|c| c.instance() != ("add", "h:3")),
@@ -622,7 +656,7 @@ mod tests {
         assert_eq!(swept.chores, std::slice::from_ref(&expire));
         assert_eq!(k.sweep(later, MINE), Sweep::default(), "queued twice");
         // A beat came back before the chore was sent: not wanted any more.
-        k.beat("add", "h:1", &v, later);
+        k.beat("add", "h:1", &v, false, later);
         assert!(!k.wanted(&expire, later, MINE));
         k.settle(&expire);
         // Theirs is theirs to expire; ours is deleted once its beats stop again.
@@ -649,7 +683,7 @@ mod tests {
         let t0 = Instant::now();
         let v = value(2000);
         k.events(&[put(KEY, THEIRS, 3)], t0);
-        k.beat("add", "h:1", &v, t0);
+        k.beat("add", "h:1", &v, false, t0);
         let (_, chores) = k.events(&[del(KEY, 4)], t0);
         assert_eq!(chores, [reown(false)]);
         k.settle(&reown(false)); // the put failed

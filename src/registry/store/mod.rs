@@ -23,7 +23,7 @@ mod writer;
 
 pub use etcd::{Batch, EtcdStore, Feed};
 
-use super::state::RegisterError;
+use super::state::{Record, RegisterError};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,13 +93,21 @@ impl Store {
         }
     }
 
-    /// Writes a registration or renewal of `addr` under `service` with a lease of `ttl`, already
-    /// applied locally; returns whether the store created the key (memory: nothing to write; etcd:
-    /// nothing either for a renewal of a key it has, which answers without waiting).
-    pub async fn put(&self, service: &str, addr: &str, ttl: Duration) -> Result<bool, StoreError> {
+    /// Writes a registration, renewal or drain mark of `addr` under `service`, already applied
+    /// locally: `record` is what the local state now holds, `changed` whether its spec or drain mark
+    /// moved (etcd: a plain renewal of a key it has writes nothing and answers without waiting; a
+    /// change is written even for a known key). Returns whether the store created the key (memory:
+    /// nothing to write).
+    pub async fn put(
+        &self,
+        service: &str,
+        addr: &str,
+        record: &Record,
+        changed: bool,
+    ) -> Result<bool, StoreError> {
         match self {
             Store::Memory => Ok(false),
-            Store::Etcd(store) => store.put(service, addr, ttl).await,
+            Store::Etcd(store) => store.put(service, addr, record, changed).await,
         }
     }
 
@@ -150,10 +158,7 @@ impl Store {
     /// [`RESIGN_TIMEOUT`]) so another registry takes over probing at its next election attempt.
     pub async fn stop(&self) {
         if let Store::Etcd(store) = self {
-            let timeout = async {
-                smol::Timer::after(RESIGN_TIMEOUT).await;
-            };
-            smol::future::or(store.resign(), timeout).await;
+            crate::rt::timeout(RESIGN_TIMEOUT, store.resign()).await;
         }
     }
 }

@@ -12,10 +12,11 @@
 //!   one, up to [`MAX_TXN_OPS`] operations and never one key twice. Registrations and deregistrations reply when their txn is applied; chores
 //!   (re-owns, expiries) reply to no one and are checked again just before they are sent.
 
-use super::etcd_keys::{self, encode_instance, InstanceValue, DEREGISTERED, EXCLUDED};
+use super::etcd_keys::{self, instance_value, DEREGISTERED, EXCLUDED};
 use super::known::{Chore, Known};
 use crate::etcd::{Etcd, EtcdError, TxnOp, MAX_TXN_OPS};
 use crate::log;
+use crate::registry::state::Record;
 use crate::rt::lock;
 use smol::channel::{self, Receiver, Sender};
 use std::collections::HashSet;
@@ -136,7 +137,7 @@ pub enum Write {
         /// The instance.
         addr: String,
         /// Its value.
-        value: InstanceValue,
+        value: Record,
         /// Until when its beat keeps it alive.
         until: Instant,
         /// Whether its health key is put again (on the new lease).
@@ -324,7 +325,7 @@ impl Batch {
                     let (s, a) = j.write.instance();
                     let value = match &j.write {
                         Write::Register { value, .. }
-                        | Write::Chore(Chore::ReOwn { value, .. }) => encode_instance(value),
+                        | Write::Chore(Chore::ReOwn { value, .. }) => instance_value(value),
                         _ => String::new(),
                     };
                     (

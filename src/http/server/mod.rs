@@ -1,16 +1,23 @@
 //! The HTTP/1.1 server: an accept loop and one task per connection.
 //!
-//! Each connection reads into one bounded buffer, parses as many pipelined requests as it holds, answers
-//! them in order into one output buffer and flushes before it would block on a read. Every wait has a
-//! deadline: a new connection must send its head within the head timeout, a kept-alive connection may
-//! idle for the idle timeout, a started request must complete within the head timeout (else 408), and a
-//! peer that stops reading is dropped after the write timeout.
+//! The codec is in [`decode`] (bytes to a borrowed [`Request`]) and [`encode`] ([`Response`] to
+//! bytes); this file only moves bytes and keeps time. Each connection reads into one bounded buffer,
+//! decodes as many pipelined requests as it holds, answers them in order into one output buffer and
+//! flushes before it would block on a read. Every wait has a deadline: a new connection must send its
+//! head within the head timeout, a kept-alive connection may idle for the idle timeout, a started
+//! request must complete within the head timeout (else 408), and a peer that stops reading is
+//! dropped after the write timeout.
 
-use super::idle::Idle;
-use super::parse::{parse_request, Request, Version};
+pub mod decode;
+pub mod encode;
+pub mod idle;
+
+use self::decode::{parse_request, Request, Version};
+use self::encode::Response;
+use self::idle::{IdleConns, IdleMember};
+use super::buf::ReadBuf;
 use super::{
-    Response, HEAD_TIMEOUT, IDLE_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEAD_BYTES,
-    WRITE_TIMEOUT,
+    HEAD_TIMEOUT, IDLE_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEAD_BYTES, WRITE_TIMEOUT,
 };
 use crate::rt;
 use async_net::{TcpListener, TcpStream};
@@ -64,18 +71,20 @@ impl Default for ServerConfig {
 
 /// What a role implements to answer requests.
 ///
+/// The request borrows the connection's input buffer for as long as the answer takes.
+///
 /// ```
 /// use mini::http::{Handler, Request, Response};
 /// struct Hello;
 /// impl Handler for Hello {
-///     async fn handle(&self, _req: Request) -> Response {
-///         Response::text(200, "hello")
+///     async fn handle(&self, req: &Request<'_>) -> Response {
+///         Response::text(200, req.query("name").unwrap_or("hello".into()))
 ///     }
 /// }
 /// ```
 pub trait Handler: Send + Sync + 'static {
     /// Answers one request.
-    fn handle(&self, req: Request) -> impl Future<Output = Response> + Send;
+    fn handle(&self, req: &Request<'_>) -> impl Future<Output = Response> + Send;
 }
 
 /// Accepts connections forever, one task each, never exiting on accept errors.
@@ -83,7 +92,7 @@ pub trait Handler: Send + Sync + 'static {
 /// ```no_run
 /// # struct Hello;
 /// # impl mini::http::Handler for Hello {
-/// #     async fn handle(&self, _r: mini::http::Request) -> mini::http::Response { mini::http::Response::text(200, "hi") }
+/// #     async fn handle(&self, _r: &mini::http::Request<'_>) -> mini::http::Response { mini::http::Response::text(200, "hi") }
 /// # }
 /// mini::rt::block_on(async {
 ///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
@@ -93,7 +102,7 @@ pub trait Handler: Send + Sync + 'static {
 /// ```
 pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, config: ServerConfig) {
     let active = Arc::new(AtomicUsize::new(0));
-    let idle = Arc::new(Idle::default());
+    let idle = Arc::new(IdleConns::default());
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         match listener.accept().await {
@@ -108,7 +117,7 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, config: S
                         continue;
                     }
                 };
-                let (handler, idle) = (handler.clone(), idle.clone());
+                let (handler, idle) = (handler.clone(), idle.member());
                 rt::spawn(async move {
                     let _slot = slot;
                     Connection::new(stream, config, idle).run(&*handler).await;
@@ -160,100 +169,136 @@ impl Drop for Slot {
     }
 }
 
-/// How reading the next request ended.
-enum Next {
-    Request(Request),
-    /// Peer closed or idled out between requests: close quietly.
-    Done,
-    /// Answer this and close.
-    Fail(Response),
+/// One connection: its input buffer apart from the rest, since a request borrows the input while
+/// the rest (socket, output, clocks) goes on being used.
+struct Connection {
+    input: ReadBuf,
+    io: Io,
 }
 
-struct Connection {
+struct Io {
     stream: TcpStream,
     config: ServerConfig,
-    idle: Arc<Idle>,
-    input: Vec<u8>,
+    idle: IdleMember,
     output: Vec<u8>,
     served: u64,
     started: Option<Instant>,
 }
 
 impl Connection {
-    fn new(stream: TcpStream, config: ServerConfig, idle: Arc<Idle>) -> Connection {
+    fn new(stream: TcpStream, config: ServerConfig, idle: IdleMember) -> Connection {
         let _ = stream.set_nodelay(true);
         Connection {
-            stream,
-            config,
-            idle,
-            input: Vec::new(),
-            output: Vec::new(),
-            served: 0,
-            started: None,
+            input: ReadBuf::new(),
+            io: Io {
+                stream,
+                config,
+                idle,
+                output: Vec::new(),
+                served: 0,
+                started: None,
+            },
         }
     }
 
-    async fn run<H: Handler>(mut self, handler: &H) {
+    async fn run<H: Handler>(self, handler: &H) {
+        let Connection { mut input, mut io } = self;
         loop {
-            match self.next_request().await {
-                Next::Request(req) => {
-                    let keep = req.keep_alive;
-                    let http10 = req.version == Version::Http10;
-                    let Some(resp) = self.answer(handler, req).await else {
-                        return;
-                    };
-                    resp.encode(keep, http10, &mut self.output);
-                    self.served += 1;
-                    if !keep {
-                        return self.close().await;
+            // Read until a whole request is in the buffer, or the connection ends.
+            let decoded = loop {
+                match parse_request(input.filled()) {
+                    Ok(Some(found)) => break Ok(found),
+                    Ok(None) => {}
+                    Err(e) => break Err(Response::error(e.status(), e)),
+                }
+                match io.read_more(&mut input).await {
+                    Ok(true) => {}
+                    Ok(false) if input.is_empty() => return io.done().await,
+                    Ok(false) => break Err(Response::error(400, "connection closed mid-request")),
+                    Err(Timeout::Quiet) => return io.done().await,
+                    Err(Timeout::Request) => {
+                        let secs = io.config.head_timeout.as_secs_f64();
+                        let why = format_args!("request not received within {secs} s");
+                        break Err(Response::error(408, why));
                     }
-                    if self.output.len() >= MAX_PENDING_OUT && !self.flush().await {
-                        return;
-                    }
                 }
-                Next::Done => {
-                    self.flush().await;
-                    return;
+            };
+            let (req, used) = match decoded {
+                Ok(found) => found,
+                Err(resp) => {
+                    resp.encode(false, false, &mut io.output);
+                    return io.close().await;
                 }
-                Next::Fail(resp) => {
-                    resp.encode(false, false, &mut self.output);
-                    return self.close().await;
-                }
+            };
+            io.started = None;
+            let keep = req.keep_alive();
+            let http10 = req.version() == Version::Http10;
+            let mut later = Vec::new();
+            let answered = io
+                .answer(handler, &req, input.len() - used, &mut later)
+                .await;
+            input.consume(used);
+            input.extend(&later);
+            let Some(resp) = answered else {
+                return;
+            };
+            resp.encode(keep, http10, &mut io.output);
+            io.served += 1;
+            if !keep {
+                return io.close().await;
+            }
+            if io.output.len() >= MAX_PENDING_OUT && !io.flush().await {
+                return;
             }
         }
     }
+}
 
+impl Io {
     /// Runs the handler. When it does not answer at once (a watch that waits for a change), queued
     /// answers are flushed and the socket is watched meanwhile, so a peer that goes away cancels the
-    /// handler instead of leaving it waiting; `None` then.
-    async fn answer<H: Handler>(&mut self, handler: &H, req: Request) -> Option<Response> {
-        let mut pending = std::pin::pin!(handler.handle(req));
-        if let Some(resp) = smol::future::poll_once(pending.as_mut()).await {
+    /// handler instead of leaving it waiting; `None` then. Bytes the peer sends meanwhile (pipelined
+    /// requests) go to `later`, since the input buffer is borrowed by `req`; `pending` of them are
+    /// already buffered behind it.
+    async fn answer<H: Handler>(
+        &mut self,
+        handler: &H,
+        req: &Request<'_>,
+        pending: usize,
+        later: &mut Vec<u8>,
+    ) -> Option<Response> {
+        let mut answer = std::pin::pin!(handler.handle(req));
+        if let Some(resp) = smol::future::poll_once(answer.as_mut()).await {
             return Some(resp);
         }
         if !self.flush().await {
             return None;
         }
-        smol::future::or(async { Some(pending.await) }, async {
-            self.peer_gone().await;
+        smol::future::or(async { Some(answer.await) }, async {
+            self.peer_gone(pending, later).await;
             None
         })
         .await
     }
 
-    /// Resolves when the peer closes or fails; bytes it sends meanwhile (pipelined requests) are kept,
-    /// up to one full request, after which the socket is left alone.
-    async fn peer_gone(&mut self) {
+    /// Resolves when the peer closes or fails; bytes it sends meanwhile are kept, up to one full
+    /// request, after which the socket is left alone.
+    async fn peer_gone(&mut self, pending: usize, later: &mut Vec<u8>) {
         let mut chunk = [0u8; 512];
         loop {
-            if self.input.len() >= MAX_HEAD_BYTES + MAX_BODY_BYTES {
+            if pending + later.len() >= MAX_HEAD_BYTES + MAX_BODY_BYTES {
                 return smol::future::pending().await;
             }
             match self.stream.read(&mut chunk).await {
                 Ok(0) | Err(_) => return,
-                Ok(n) => self.input.extend_from_slice(&chunk[..n]),
+                Ok(n) => later.extend_from_slice(&chunk[..n]),
             }
         }
+    }
+
+    /// The peer closed or idled out between requests: send what is queued and close quietly.
+    async fn done(&mut self) {
+        self.flush().await;
     }
 
     /// Sends what is queued, then closes gracefully so the peer reads it rather than a reset.
@@ -263,86 +308,48 @@ impl Connection {
         }
     }
 
-    async fn next_request(&mut self) -> Next {
-        loop {
-            match parse_request(&self.input) {
-                Ok(Some((req, used))) => {
-                    self.input.drain(..used);
-                    self.started = None;
-                    return Next::Request(req);
-                }
-                Ok(None) => {}
-                Err(e) => return Next::Fail(Response::error(e.status(), e)),
-            }
-            if !self.output.is_empty() && !self.flush().await {
-                return Next::Done;
-            }
-            match self.read_more().await {
-                Ok(true) => {}
-                Ok(false) if self.input.is_empty() => return Next::Done,
-                Ok(false) => {
-                    return Next::Fail(Response::error(400, "connection closed mid-request"))
-                }
-                Err(Timeout::Quiet) => return Next::Done,
-                Err(Timeout::Request) => {
-                    let secs = self.config.head_timeout.as_secs_f64();
-                    return Next::Fail(Response::error(
-                        408,
-                        format_args!("request not received within {secs} s"),
-                    ));
-                }
-            }
-        }
-    }
-
-    /// Reads once; `Ok(false)` on EOF or a socket error.
-    async fn read_more(&mut self) -> Result<bool, Timeout> {
-        if self.started.is_none() && !self.input.is_empty() {
+    /// Sends the answers queued so far, then reads once into `input`; `Ok(false)` on EOF or a
+    /// socket error, `Err(Quiet)` also when the answers could not be sent.
+    async fn read_more(&mut self, input: &mut ReadBuf) -> Result<bool, Timeout> {
+        if self.started.is_none() && !input.is_empty() {
             // Part of a pipelined request came with the previous one: it has begun, so the head
             // timeout (and a 408) applies to it, not the idle timeout.
             self.started = Some(Instant::now());
         }
-        let (deadline, on_timeout) = self.read_deadline();
-        // Between requests the connection is idle: the server may reclaim it at its cap.
-        let ticket = (self.input.is_empty() && self.served > 0).then(|| self.idle.enter());
-        let chunk = if self.input.is_empty() {
+        // Between requests the connection is idle: the server may reclaim it at its cap. It is from
+        // before its last answer is sent, so a peer that read the answer finds it reclaimable.
+        let ticket = (input.is_empty() && self.served > 0).then(|| self.idle.enter());
+        let limit = self.config.write_timeout;
+        if !flush(&mut self.stream, &mut self.output, limit).await {
+            return Err(Timeout::Quiet);
+        }
+        let (deadline, on_timeout) = self.read_deadline(input.is_empty());
+        let want = if input.is_empty() {
             // Small reads while nothing is pending: an idle connection holds 1 KiB, not more.
-            if self.input.capacity() > IDLE_CHUNK {
-                self.input = Vec::new();
-            }
+            input.shrink(IDLE_CHUNK);
             IDLE_CHUNK
         } else {
             READ_CHUNK
         };
-        let len = self.input.len();
-        self.input.resize(len + chunk, 0);
-        let read = smol::future::or(
-            async { Some(self.stream.read(&mut self.input[len..]).await) },
-            async {
-                match &ticket {
-                    Some(ticket) => {
-                        smol::future::or(Timer::at(deadline), async {
-                            ticket.reclaimed().await;
-                            Instant::now()
-                        })
-                        .await
-                    }
-                    None => Timer::at(deadline).await,
-                };
-                None
-            },
-        )
-        .await;
+        let room = input.spare(want);
+        let stream = &mut self.stream;
+        let read = async { Some(stream.read(room).await) };
+        let reclaimed = async {
+            match &ticket {
+                Some(ticket) => ticket.reclaimed().await,
+                None => smol::future::pending().await,
+            }
+            None
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let read = rt::timeout(left, smol::future::or(read, reclaimed)).await;
         drop(ticket);
-        let n = match read {
+        let n = match read.flatten() {
             Some(Ok(n)) => n,
             Some(Err(_)) => 0,
-            None => {
-                self.input.truncate(len);
-                return Err(on_timeout);
-            }
+            None => return Err(on_timeout),
         };
-        self.input.truncate(len + n);
+        input.commit(n);
         if n > 0 && self.started.is_none() {
             self.started = Some(Instant::now());
         }
@@ -351,12 +358,10 @@ impl Connection {
 
     /// Between requests the idle timeout applies (head timeout before the first); within one, the
     /// head timeout counted from its first byte.
-    fn read_deadline(&self) -> (Instant, Timeout) {
+    fn read_deadline(&self, nothing_pending: bool) -> (Instant, Timeout) {
         let now = Instant::now();
         match self.started {
-            Some(start) if !self.input.is_empty() => {
-                (start + self.config.head_timeout, Timeout::Request)
-            }
+            Some(start) if !nothing_pending => (start + self.config.head_timeout, Timeout::Request),
             _ if self.served == 0 => (now + self.config.head_timeout, Timeout::Quiet),
             _ => (now + self.config.idle_timeout, Timeout::Quiet),
         }
@@ -364,16 +369,12 @@ impl Connection {
 
     /// Writes queued output; false when the peer is gone or too slow.
     async fn flush(&mut self) -> bool {
-        if self.output.is_empty() {
-            return true;
-        }
-        let written = with_timeout(
+        flush(
+            &mut self.stream,
+            &mut self.output,
             self.config.write_timeout,
-            self.stream.write_all(&self.output),
         )
-        .await;
-        self.output.clear();
-        matches!(written, Some(Ok(())))
+        .await
     }
 
     /// Stops sending and drains what the peer still sends, briefly, so it reads our error reply.
@@ -383,16 +384,23 @@ impl Connection {
         let mut drained = 0;
         let deadline = Instant::now() + LINGER;
         while drained < LINGER_BYTES {
-            let read = smol::future::or(async { Some(self.stream.read(&mut sink).await) }, async {
-                Timer::at(deadline).await;
-                None
-            });
-            match read.await {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rt::timeout(left, self.stream.read(&mut sink)).await {
                 Some(Ok(n)) if n > 0 => drained += n,
                 _ => return,
             }
         }
     }
+}
+
+/// Writes `output` within `limit` and clears it; false when the peer is gone or too slow.
+async fn flush(stream: &mut TcpStream, output: &mut Vec<u8>, limit: Duration) -> bool {
+    if output.is_empty() {
+        return true;
+    }
+    let written = rt::timeout(limit, stream.write_all(output)).await;
+    output.clear();
+    matches!(written, Some(Ok(())))
 }
 
 /// Which kind of read deadline passed.
@@ -401,13 +409,4 @@ enum Timeout {
     Quiet,
     /// A request was half received: 408.
     Request,
-}
-
-/// Runs `fut` for at most `limit`; `None` when time ran out.
-pub async fn with_timeout<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
-    smol::future::or(async { Some(fut.await) }, async {
-        Timer::after(limit).await;
-        None
-    })
-    .await
 }

@@ -1,0 +1,229 @@
+//! The cost of issue 11 at fleet size: a registry's pick over 100 000 instances (weighted, and
+//! tag-filtered), and the registry's memory per instance when instances carry tags and meta.
+//!
+//! - Pick cost is measured in this process on [`Registry`] itself, the state the lookup route locks
+//!   for one call: N instances of one service with weights 1..=10, 10 % excluded and 5 % draining;
+//!   half carry the tag `v2` and 1 % the tag `canary`. Each figure is the mean over many picks with
+//!   one `fastrand::Rng`, as the route does (the route adds HTTP around it).
+//! - Memory: three registry processes in turn (no probes), each given N instances by `PUT` from 64
+//!   connections: with no fields (the default spec, shared by all), with one spec all share (two
+//!   tags, two meta pairs, a weight), and with a spec of its own per instance (the same plus a
+//!   `meta=host:hN` unique to it, so nothing can be shared: the worst case). RSS is read after
+//!   registering; bytes per instance are (RSS - RSS empty) / N.
+
+use crate::common::{cpu_seconds, log_path, rss_kib, BenchResult, Role};
+use argh::FromArgs;
+use mini::http::client::{Client, ClientConfig, ClientRequest};
+use mini::registry::state::{Limits, Registry};
+use mini::spec::Spec;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Time given to the registry's allocator to settle before each RSS reading.
+const SETTLE: Duration = Duration::from_millis(500);
+/// Concurrent registering connections.
+const WORKERS: usize = 64;
+
+/// Pick cost at N instances, and registry RSS per instance with specs.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "pick")]
+pub struct Args {
+    /// path of the mini binary
+    #[argh(option)]
+    mini: PathBuf,
+    /// directory for the registries' logs
+    #[argh(option)]
+    logs: PathBuf,
+    /// instances in the service (default 100000)
+    #[argh(option, default = "100_000")]
+    instances: usize,
+    /// weighted picks to time (default 2000000; tag-filtered ones take a share of it)
+    #[argh(option, default = "2_000_000")]
+    picks: usize,
+}
+
+pub fn run(args: Args) -> BenchResult<()> {
+    pick_cost(&args)?;
+    std::fs::create_dir_all(&args.logs)?;
+    let n = args.instances;
+    println!("pick_instances={n}");
+    let plain = memory(&args, "plain", |_| String::new())?;
+    let shared = memory(&args, "shared", |_| {
+        "tag=v2&tag=zone-a&meta=version:1.2.3&meta=team:payments&weight=3".to_string()
+    })?;
+    let own = memory(&args, "own", |i| {
+        format!("tag=v2&tag=zone-a&meta=version:1.2.3&meta=host:h{i}&weight=3")
+    })?;
+    for (name, (empty, full)) in [("plain", plain), ("shared", shared), ("own", own)] {
+        println!("rss_{name}_empty_kib={empty}");
+        println!("rss_{name}_kib={full}");
+        println!(
+            "bytes_per_instance_{name}={:.0}",
+            (full.saturating_sub(empty)) as f64 * 1024.0 / n as f64
+        );
+    }
+    Ok(())
+}
+
+/// (weight, carries `v2`, carries `canary`).
+type SpecKey = (u16, bool, bool);
+
+/// The spec of instance `i`: weight 1..=10, `v2` on every other one, `canary` on every 100th.
+fn spec_of(i: usize, specs: &mut Vec<(SpecKey, Arc<Spec>)>) -> Arc<Spec> {
+    let key = (
+        (i % 10) as u16 + 1,
+        i.is_multiple_of(2),
+        i.is_multiple_of(100),
+    );
+    if let Some((_, s)) = specs.iter().find(|(k, _)| *k == key) {
+        return s.clone();
+    }
+    let mut pairs = vec![("weight", key.0.to_string())];
+    if key.1 {
+        pairs.push(("tag", "v2".to_string()));
+    }
+    if key.2 {
+        pairs.push(("tag", "canary".to_string()));
+    }
+    let spec = Arc::new(Spec::parse(pairs, None).map(|p| p.spec).unwrap_or_default());
+    specs.push((key, spec.clone()));
+    spec
+}
+
+fn pick_cost(args: &Args) -> BenchResult<()> {
+    let n = args.instances;
+    let mut reg = Registry::new(Limits {
+        max_instances_per_service: n.max(1),
+        max_instances_total: n.max(1),
+        ..Limits::default()
+    });
+    let now = Instant::now();
+    let ttl = Duration::from_secs(3600);
+    let mut specs = Vec::new();
+    let mut rng = fastrand::Rng::with_seed(7);
+    for i in 0..n {
+        let addr = format!("10.{}.{}.{}:80", i >> 16, (i >> 8) & 255, i & 255);
+        let spec = spec_of(i, &mut specs);
+        reg.upsert("bench", &addr, ttl, Some(&spec), None, now)
+            .map_err(|e| e.to_string())?;
+        match rng.u8(..100) {
+            0..=9 => {
+                reg.mark_probe("bench", &addr, false, now);
+            }
+            10..=14 => {
+                reg.set_draining("bench", &addr, true);
+            }
+            _ => {}
+        }
+    }
+    let live = reg.services().first().map_or(0, |s| s.live);
+    println!("pick_live={live}");
+    // Wall time per pick, and this process's CPU time per pick (what the pick cost the core it ran
+    // on, whatever else the machine was doing; 10 ms ticks, so only for runs of a second or more).
+    let time =
+        |reg: &mut Registry, tags: &[&str], picks: usize| -> BenchResult<(f64, f64, usize)> {
+            let mut rng = fastrand::Rng::with_seed(9);
+            let mut found = 0usize;
+            let cpu = cpu_seconds(std::process::id())?;
+            let start = Instant::now();
+            for _ in 0..picks {
+                found += usize::from(reg.pick_tagged("bench", tags, &mut rng).is_some());
+            }
+            let wall = start.elapsed().as_nanos() as f64 / picks.max(1) as f64;
+            let cpu = (cpu_seconds(std::process::id())? - cpu) * 1e9 / picks.max(1) as f64;
+            Ok((wall, cpu, found))
+        };
+    let report = |name: &str, (wall, cpu, found): (f64, f64, usize), picks: usize| {
+        println!("pick_{name}_ns={wall:.0}");
+        println!("pick_{name}_cpu_ns={cpu:.0}");
+        println!("pick_{name}_picks={picks}");
+        println!("pick_{name}_found={found}");
+    };
+    report("weighted", time(&mut reg, &[], args.picks)?, args.picks);
+    let picks = (args.picks / 20).max(100);
+    report("tag_half", time(&mut reg, &["v2"], picks)?, picks);
+    let picks = (args.picks / 2000).max(100);
+    report("tag_rare", time(&mut reg, &["canary"], picks)?, picks);
+    report("tag_none", time(&mut reg, &["nobody"], picks)?, picks);
+    Ok(())
+}
+
+/// RSS of a fresh registry empty and after `n` instances are registered with `query(i)`.
+fn memory(
+    args: &Args,
+    name: &str,
+    query: impl Fn(usize) -> String + Send + Sync + 'static,
+) -> BenchResult<(u64, u64)> {
+    let log = log_path(&args.logs, &format!("pick-{name}-registry.log"));
+    let registry = Role::start(
+        &args.mini,
+        &[
+            "registry",
+            "--listen",
+            "127.0.0.1:0",
+            "--probe-interval",
+            "1440m",
+        ],
+        &log,
+    )?;
+    std::thread::sleep(SETTLE);
+    let empty = rss_kib(registry.pid())?;
+    let (addr, n) = (registry.addr.clone(), args.instances);
+    mini::rt::block_on(register_all(addr, n, Arc::new(query)))?;
+    std::thread::sleep(SETTLE);
+    Ok((empty, rss_kib(registry.pid())?))
+}
+
+/// `PUT /v1/services/bench/ADDR?ttl=60m&QUERY` for instances `0..n` from [`WORKERS`] connections.
+async fn register_all(
+    registry: String,
+    n: usize,
+    query: Arc<dyn Fn(usize) -> String + Send + Sync>,
+) -> BenchResult<()> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (registry, next, failed, query) = (
+                registry.clone(),
+                next.clone(),
+                failed.clone(),
+                query.clone(),
+            );
+            mini::rt::spawn(async move {
+                let client = Client::new(ClientConfig {
+                    connect_timeout: Duration::from_secs(2),
+                    request_timeout: Duration::from_secs(5),
+                });
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return;
+                    }
+                    let addr = format!("127.{}.{}.{}:80", i >> 16, (i >> 8) & 255, i & 255);
+                    let target = format!("/v1/services/bench/{addr}?ttl=60m&{}", query(i));
+                    let req = ClientRequest {
+                        method: "PUT",
+                        addr: &registry,
+                        target: &target,
+                        headers: &[],
+                        body: &[],
+                    };
+                    let ok = client.request(&req).await.is_ok_and(|r| r.status == 200);
+                    if !ok && failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                        eprintln!("pick: registering {addr} failed");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await;
+    }
+    match failed.load(Ordering::Relaxed) {
+        0 => Ok(()),
+        bad => Err(format!("{bad} of {n} registrations failed").into()),
+    }
+}
