@@ -484,3 +484,57 @@ fn fail(core: &Core, jobs: Vec<Job>, e: &EtcdError) {
         let _ = reply.try_send(Err(e.clone()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(addr: &str, excluded: bool) -> Job {
+        Job {
+            write: Write::Register {
+                service: "add".into(),
+                addr: addr.into(),
+                value: InstanceValue {
+                    ttl: Duration::from_secs(2),
+                },
+                until: Instant::now(),
+                excluded,
+            },
+            reply: None,
+        }
+    }
+
+    fn deregister(addr: &str) -> Job {
+        Job {
+            write: Write::Deregister {
+                service: "add".into(),
+                addr: addr.into(),
+            },
+            reply: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_stays_within_etcds_txn_limit_and_never_holds_a_key_twice() {
+        let mut batch = Batch::default();
+        batch.add(register("h:0", true)); // the instance key and its health key
+        assert_eq!(batch.ops, 2);
+        assert!(!batch.fits(&register("h:0", false)), "one key twice");
+        assert!(
+            !batch.fits(&deregister("h:1")),
+            "a deregistration among puts"
+        );
+        for i in 1..MAX_TXN_OPS - 1 {
+            assert!(batch.fits(&register(&format!("h:{i}"), false)));
+            batch.add(register(&format!("h:{i}"), false));
+        }
+        assert_eq!(batch.ops, MAX_TXN_OPS);
+        assert!(!batch.fits(&register("h:999", false)), "over the limit");
+        // Deregistrations go together, with the marker counted once.
+        let mut batch = Batch::default();
+        batch.add(deregister("h:0"));
+        assert_eq!(batch.ops, 3);
+        assert!(batch.fits(&deregister("h:1")));
+        assert!(!batch.fits(&register("h:2", false)));
+    }
+}
