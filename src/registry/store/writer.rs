@@ -6,7 +6,7 @@
 //!   owns. If etcd lets it lapse (this registry was cut off longer than a TTL), the next write gets
 //!   a new one; the deletions of the old one's keys come back as watch events and the instances
 //!   that still beat here are re-owned ([`super::known`]).
-//! - **Lanes.** [`LANES`] task(s), each taking the writes of its share of the keys (by hash, so the
+//! - **Lanes.** [`LANES`] tasks, each taking the writes of its share of the keys (by hash, so the
 //!   writes of one key stay in order) and sending them as one txn: everything queued when the lane
 //!   is free, waiting up to [`LINGER`] for more while the txn is smaller than the lane's previous
 //!   one, up to [`MAX_TXN_OPS`] operations and never one key twice. Registrations and deregistrations reply when their txn is applied; chores
@@ -25,13 +25,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Write lanes per registry: txns in flight at once. One measured best at 100 000 registrations
-/// through two registries (fewer, larger txns: etcd's cost is mostly per txn and per watch event;
-/// BENCH.md, ARCHITECTURE.md); more would help a registry far from etcd.
-pub const LANES: usize = 1;
-/// Longest a lane waits to fill a txn up to the size of its previous one. Under load that makes
-/// txns large (fewer, larger txns: see [`LANES`]); a lone write (after a txn of one) waits not at all.
-pub const LINGER: Duration = Duration::from_millis(10);
+/// Write lanes per registry: txns in flight at once. Measured at 100 000 registrations through two
+/// registries (ARCHITECTURE.md): one lane makes the largest txns and the least CPU per registration
+/// but leaves etcd idle during each round trip; four make small txns that cost etcd more. Two.
+pub const LANES: usize = 2;
+/// Longest a lane waits to fill a txn up to the size of its previous one: under load txns stay
+/// large, and a lone write (after a txn of one) waits not at all.
+pub const LINGER: Duration = Duration::from_millis(2);
 /// Longest wait before retrying a failed keepalive or grant of the session lease.
 const SESSION_RETRY: Duration = Duration::from_millis(500);
 
@@ -483,5 +483,60 @@ fn fail(core: &Core, jobs: Vec<Job>, e: &EtcdError) {
     }
     for reply in replies {
         let _ = reply.try_send(Err(e.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(addr: &str, excluded: bool) -> Job {
+        Job {
+            write: Write::Register {
+                service: "add".into(),
+                addr: addr.into(),
+                value: Record {
+                    ttl: Duration::from_secs(2),
+                    ..Record::default()
+                },
+                until: Instant::now(),
+                excluded,
+            },
+            reply: None,
+        }
+    }
+
+    fn deregister(addr: &str) -> Job {
+        Job {
+            write: Write::Deregister {
+                service: "add".into(),
+                addr: addr.into(),
+            },
+            reply: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_stays_within_etcds_txn_limit_and_never_holds_a_key_twice() {
+        let mut batch = Batch::default();
+        batch.add(register("h:0", true)); // the instance key and its health key
+        assert_eq!(batch.ops, 2);
+        assert!(!batch.fits(&register("h:0", false)), "one key twice");
+        assert!(
+            !batch.fits(&deregister("h:1")),
+            "a deregistration among puts"
+        );
+        for i in 1..MAX_TXN_OPS - 1 {
+            assert!(batch.fits(&register(&format!("h:{i}"), false)));
+            batch.add(register(&format!("h:{i}"), false));
+        }
+        assert_eq!(batch.ops, MAX_TXN_OPS);
+        assert!(!batch.fits(&register("h:999", false)), "over the limit");
+        // Deregistrations go together, with the marker counted once.
+        let mut batch = Batch::default();
+        batch.add(deregister("h:0"));
+        assert_eq!(batch.ops, 3);
+        assert!(batch.fits(&deregister("h:1")));
+        assert!(!batch.fits(&register("h:2", false)));
     }
 }
