@@ -10,9 +10,10 @@
 #   BENCH_ROUNDS=3        lookup rounds (each round runs mini, nginx, etcd in turn)
 #   BENCH_WRK_SECONDS=5   length of one wrk run
 #   BENCH_DNS_SECONDS=5   length of one dnsperf run
-#   BENCH_ONLY="lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation pick dns lookup-table"
+#   BENCH_ONLY="lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation etcd-scale pick dns lookup-table"
 #                         sections to run (one section alone: BENCH_ONLY=pick BENCH_OUT=/tmp/pick.md;
 #                         `lookup-table` alone rewrites only its own part of BENCH.md)
+#   BENCH_SCALE_INSTANCES=100000  instances of the etcd-scale section
 #   BENCH_OUT=BENCH.md    where to write the report
 #   BENCH_TABLE_ROUNDS=3  lookup-table rounds (each runs every server at every load, alternating)
 #   BENCH_TABLE_SECONDS=4 length of one lookup-table wrk run (counting runs: BENCH_TABLE_COUNT_SECONDS=2)
@@ -23,7 +24,7 @@ cd "$(dirname "$0")/.."
 
 ROUNDS=${BENCH_ROUNDS:-3}
 WRK_SECONDS=${BENCH_WRK_SECONDS:-5}
-ONLY=${BENCH_ONLY:-lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation pick dns lookup-table}
+ONLY=${BENCH_ONLY:-lookup heartbeat silence footprint probe watch lb etcd-lookup etcd-propagation etcd-scale pick dns lookup-table}
 OUT=${BENCH_OUT:-BENCH.md}
 # Lookup load: one wrk thread, 50 keep-alive connections, for every server alike.
 WRK_THREADS=1
@@ -55,6 +56,18 @@ LB_CONCURRENCY=8
 LB_DELAY=40ms
 # p2c passes when it sends at most this fraction of random's share to the slow adder.
 LB_P2C_MAX_RATIO=0.5
+# The etcd store at scale: instances beating every BEAT_PERIOD for BEAT_SECONDS through two etcd-backed
+# registries (and through one in-memory registry for reference), registered and renewed with SCALE_TTL.
+SCALE_INSTANCES=${BENCH_SCALE_INSTANCES:-100000}
+SCALE_TTL=60s
+# Registrations in flight at once (adders registering together, one connection each).
+SCALE_REGISTER_WORKERS=${BENCH_SCALE_REGISTER_WORKERS:-256}
+# Targets (issue 14): beat p50/p99 within this factor of memory's, etcd requests/s in steady state,
+# registrations/s, and p99 of a registration's visibility through the other registry.
+SCALE_BEAT_MAX_RATIO=1.5
+SCALE_STEADY_MAX_RPS=50
+SCALE_REGISTER_MIN_RATE=10000
+SCALE_VISIBILITY_MAX_MS=100
 # Pick cost and memory with specs (issue 11): instances in the service, weighted picks timed.
 PICK_INSTANCES=100000
 PICK_PICKS=2000000
@@ -228,6 +241,7 @@ register_lookup_instances() {
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 div() { awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN {if (b == 0) print "n/a"; else printf f "\n", a / b}'; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a <= b)}'; }
+le_both() { le "$1" "$3" && le "$2" "$3"; }
 verdict() { if "$@"; then echo "met"; else echo "**not met**"; fi; }
 wrk_rps() { awk '/^Requests\/sec:/ {printf "%.0f\n", $2}' "$1"; }
 # p99 in ms from wrk's latency distribution (units us, ms or s).
@@ -647,7 +661,73 @@ if wants etcd-propagation; then
         "\`$cmd_propagation\`"
 fi
 
-# --- 10. pick cost and memory per instance with specs -------------------------------------------------
+# --- 10. the etcd store at 100 000 instances ---------------------------------------------------------
+
+if wants etcd-scale; then
+    step "etcd-scale: $SCALE_INSTANCES instances every $BEAT_PERIOD through two --store etcd registries, and one in memory"
+    etcd_data=$(mktemp -d -t mini-bench-etcd-XXXXXX)
+    temp_dirs+=("$etcd_data")
+    start_etcd etcd-scale-etcd "$etcd_data"
+    etcd_pid=${pids[-1]}
+    start_mini etcd-scale-memory registry --listen 127.0.0.1:0 --probe-interval "$NO_PROBES"
+    memory=$mini_addr memory_pid=$mini_pid
+    start_mini etcd-scale-r1 registry --listen 127.0.0.1:0 --probe-interval "$NO_PROBES" \
+        --store etcd --etcd "http://$etcd_addr"
+    r1=$mini_addr r1_pid=$mini_pid
+    start_mini etcd-scale-r2 registry --listen 127.0.0.1:0 --probe-interval "$NO_PROBES" \
+        --store etcd --etcd "http://$etcd_addr"
+    r2=$mini_addr r2_pid=$mini_pid
+    wait_200 "$r1" /health
+    wait_200 "$r2" /health
+    scale_args=(--memory "$memory" --memory-pid "$memory_pid" --registries "$r1,$r2"
+        --registry-pids "$r1_pid,$r2_pid" --etcd "$etcd_addr" --etcd-pid "$etcd_pid"
+        --instances "$SCALE_INSTANCES" --period "$BEAT_PERIOD" --duration "$BEAT_SECONDS"
+        --ttl "$SCALE_TTL" --workers "$BEAT_WORKERS" --register-workers "$SCALE_REGISTER_WORKERS")
+    cmd_scale="mini_bench etcd-scale ${scale_args[*]}"
+    "$bench" etcd-scale "${scale_args[@]}" >"$work/etcd-scale.txt" 2> >(tee "$work/etcd-scale.err" >&2)
+    health1=$(http GET "$r1" /health | tail -1)
+    health2=$(http GET "$r2" /health | tail -1)
+    stop "${pids[@]}"
+    pids=()
+    read_results "$work/etcd-scale.txt"
+    cat "$work/etcd-scale.txt" >&2
+    n=${R[scale_instances]}
+    p50_ratio=$(div "${R[etcd_beat_p50_ms]}" "${R[memory_beat_p50_ms]}")
+    p99_ratio=$(div "${R[etcd_beat_p99_ms]}" "${R[memory_beat_p99_ms]}")
+    scale_rows=()
+    scale_row() {
+        local cells=() c
+        for c in "$@"; do cells+=("${c//|/\\|}"); done
+        scale_rows+=("| ${cells[0]} | ${cells[1]} | ${cells[2]} | ${cells[3]} | ${cells[4]} |")
+    }
+    scale_row "Beat latency p50 / p99 / max, $n instances every $BEAT_PERIOD, instance i through registry i mod 2 (\`--store etcd\`, 1 etcd member, $BEAT_WORKERS connections)" \
+        "${R[etcd_beat_p50_ms]} / ${R[etcd_beat_p99_ms]} / ${R[etcd_beat_max_ms]} ms (${R[etcd_beat_ok]} ok, ${R[etcd_beat_failed]} failed, ${R[etcd_beat_rate]} beats/s, p99 sent ${R[etcd_beat_late_p99_ms]} ms behind schedule)" \
+        "one \`--store memory\` registry, same load, same run: ${R[memory_beat_p50_ms]} / ${R[memory_beat_p99_ms]} / ${R[memory_beat_max_ms]} ms (${R[memory_beat_failed]} failed); target within ${SCALE_BEAT_MAX_RATIO}x" \
+        "p50 ${p50_ratio}x, p99 ${p99_ratio}x: $(verdict le_both "$p50_ratio" "$p99_ratio" "$SCALE_BEAT_MAX_RATIO")" \
+        "\`$cmd_scale\`"
+    scale_row "etcd requests in steady state (no instance added, removed or changing health), from etcd's \`/metrics\`" \
+        "${R[steady_etcd_requests_per_s]} requests/s (${R[steady_etcd_requests]} over ${R[steady_window_seconds]} s: ${R[steady_etcd_by_method]})" \
+        "target <= $SCALE_STEADY_MAX_RPS/s, independent of the instance count" \
+        "$(div "${R[steady_etcd_requests_per_s]}" "$SCALE_STEADY_MAX_RPS")x target: $(verdict le "${R[steady_etcd_requests_per_s]}" "$SCALE_STEADY_MAX_RPS")" \
+        "same run: sum of \`grpc_server_started_total\` (one per unary call or stream) before and after the beat phase"
+    scale_row "New registrations through the two etcd-backed registries (batched txns), $SCALE_REGISTER_WORKERS connections" \
+        "${R[etcd_register_rate]} registrations/s ($n in ${R[etcd_register_seconds]} s, ${R[etcd_register_txns]} txns: $(div "$n" "${R[etcd_register_txns]}" '%.0f') per txn; CPU meanwhile: ${R[etcd_register_cpu_pct]}, so ${R[etcd_register_cpu_us_each]} us of CPU per registration; etcd WAL fsyncs ${R[etcd_register_wal_fsyncs]}, mean ${R[etcd_register_wal_fsync_mean_ms]} ms)" \
+        "target >= $SCALE_REGISTER_MIN_RATE/s; in memory, same run: ${R[memory_register_rate]}/s; etcd alone, same run, same shape (txns of 128 puts from 2 writers, 2 watchers reading every event, no mini): ${R[etcd_alone_put_rate]} puts/s, ${R[etcd_alone_cpu_us_each]} us of CPU (etcd and writer) per put" \
+        "$(div "${R[etcd_register_rate]}" "$SCALE_REGISTER_MIN_RATE")x target: $(verdict le "$SCALE_REGISTER_MIN_RATE" "${R[etcd_register_rate]}")" \
+        "same run"
+    scale_row "Visibility of a new registration through the other registry, while those registrations run" \
+        "p50 ${R[visibility_p50_ms]} ms, p99 ${R[visibility_p99_ms]} ms, max ${R[visibility_max_ms]} ms over ${R[visibility_samples]} samples; both registries listed all $n ${R[converged_after_ms]} ms after the last registration answered" \
+        "target p99 <= $SCALE_VISIBILITY_MAX_MS ms" \
+        "$(div "${R[visibility_p99_ms]}" "$SCALE_VISIBILITY_MAX_MS")x target: $(verdict le "${R[visibility_p99_ms]}" "$SCALE_VISIBILITY_MAX_MS")" \
+        "same run: \`PUT\` through one registry every 20 ms, timed to the answer of a blocking query on the other listing it"
+    scale_row "CPU during the beat phase; RSS after it" \
+        "registries ${R[etcd_registry1_cpu_pct]} % and ${R[etcd_registry2_cpu_pct]} % of a core, etcd ${R[etcd_member_cpu_pct]} %; RSS registries $(kib_mb "${R[etcd_registry1_rss_kib]}") and $(kib_mb "${R[etcd_registry2_rss_kib]}") (each holds all $n), etcd $(kib_mb "${R[etcd_member_rss_kib]}")" \
+        "in memory: ${R[memory_registry_cpu_pct]} % of a core, RSS $(kib_mb "${R[memory_rss_kib]}")" \
+        "\`/health\` after: \`$health1\`, \`$health2\`" \
+        "same run (utime+stime of /proc/PID/stat, VmRSS)"
+fi
+
+# --- 11. pick cost and memory per instance with specs -------------------------------------------------
 
 if wants pick; then
     step "pick: cost of a pick over $PICK_INSTANCES instances, and RSS per instance with tags and meta"
@@ -670,7 +750,7 @@ if wants pick; then
         "same run: \`PUT /v1/services/bench/ADDR?ttl=60m&tag=v2&tag=zone-a&meta=version:1.2.3&meta=host:hN&weight=3\` from 64 connections, VmRSS"
 fi
 
-# --- 11. DNS and the Consul door -----------------------------------------------------------------------
+# --- 12. DNS and the Consul door -----------------------------------------------------------------------
 
 # dnsperf_field FILE: "QPS LOST RESPONSE_BYTES NOERROR_PCT" from one dnsperf output.
 dnsperf_fields() {
@@ -1221,6 +1301,24 @@ fi
         echo "| round | mini | nginx | etcd | mini / nginx | mini / etcd |"
         echo "|---|---|---|---|---|---|"
         printf '%s\n' "${round_rows[@]}"
+    fi
+    if [ -n "${scale_rows+x}" ]; then
+        echo
+        echo "## etcd store at 100 000 instances"
+        echo
+        echo "Two \`mini registry --store etcd\` on one etcd 3.4 member (temp data dir, \`GOMAXPROCS=$threads\`) and one"
+        echo "\`--store memory\` registry, all \`--probe-interval $NO_PROBES\` and \`MINI_THREADS=$threads\`, sharing the $threads cores with"
+        echo "the load generator. \`mini_bench etcd-scale\` registers $SCALE_INSTANCES fake instances (\`PUT ...?ttl=$SCALE_TTL\`) on the"
+        echo "memory registry and renews each every $BEAT_PERIOD for $BEAT_SECONDS; then registers them through the two etcd-backed"
+        echo "registries (instance i through registry i mod 2) while timing visibility samples, waits until both list"
+        echo "all of them, and runs the same beat phase through them with etcd's request counters read around it."
+        echo "Last, etcd alone: the same number of puts written straight to etcd in txns of 128 from two writers while"
+        echo "two watchers of their prefix read every event (what the two registries' write lanes and watches do), for"
+        echo "etcd's own ceiling under this load on this machine."
+        echo
+        echo "| figure | value | reference / target | ratio / verdict | command |"
+        echo "|---|---|---|---|---|"
+        printf '%s\n' "${scale_rows[@]}"
     fi
     if [ -n "${etcd_round_rows+x}" ]; then
         echo

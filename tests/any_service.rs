@@ -358,7 +358,9 @@ fn a_drain_excludes_from_picks_at_once_keeps_the_instance_listed_and_delete_undo
         conn.get("/serviceAddr?queryParam=web"),
         (200, a.to_string())
     );
-    assert!(reg.logged(&format!("web {a} drained")) && reg.logged(&format!("web {a} undrained")));
+    eventually("the drain and undrain log lines", || {
+        reg.logged(&format!("web {a} drained")) && reg.logged(&format!("web {a} undrained"))
+    });
     // Deregistration wins: gone, and a drain cannot bring it back.
     assert_eq!(
         call(&reg.addr, "DELETE", &format!("/v1/services/web/{b}"), "").0,

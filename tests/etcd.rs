@@ -6,7 +6,9 @@
 mod common;
 
 use common::etcd::Cluster;
-use common::procs::{client, eventually, exchange, get, healthy, listed, Proc};
+use common::procs::{client, eventually, exchange, free_port, get, healthy, listed, Proc};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A registry in etcd mode with short timings: 2 s leases and election, probes every `probe`.
@@ -190,7 +192,8 @@ fn a_leader_stopped_by_sigterm_hands_over_probing_at_once_not_after_its_ttl() {
     });
     let excluded = stopped.elapsed();
     assert!(excluded < ttl / 2, "excluded after {excluded:?}");
-    eventually("the log line", || {
+    // The line follows the health write to etcd, which the listing does not wait for.
+    eventually("the survivor logs why", || {
         regs[other].logged(&format!("{dead} excluded: probe failed"))
     });
 }
@@ -314,4 +317,126 @@ fn an_adder_killed_while_every_registry_is_down_is_gone_once_they_are_back() {
         || listed(&again.addr) == [adders[1].addr.clone()],
     );
     assert!(!listed(&again.addr).contains(&dead));
+}
+
+/// Adders on ports chosen here, first registered through `owner` (so it owns their keys in etcd),
+/// then beating every 200 ms to every registry in `beat_to`. Returns once `other` lists them all.
+fn owned_adders(owner: &Proc, other: &Proc, beat_to: &str, n: usize) -> Vec<Proc> {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    for port in &ports {
+        // No ?ttl: the adder's beats carry the registry's --ttl, the same value, so they are
+        // absorbed on both registries and the key stays the owner's.
+        let (status, body) = request(
+            &owner.addr,
+            "PUT",
+            &format!("/v1/services/add/127.0.0.1:{port}"),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    eventually("the other registry lists them", || {
+        listed(&other.addr).len() == n
+    });
+    let adders: Vec<Proc> = (ports.iter())
+        .map(|p| {
+            let port = p.to_string();
+            Proc::start(&["adder", &port, "--registry", beat_to, "--beat", "200ms"])
+        })
+        .collect();
+    eventually("all healthy on the other registry", || {
+        healthy(&other.addr).len() == n
+    });
+    adders
+}
+
+#[test]
+fn a_registry_killed_owning_instances_that_also_beat_elsewhere_leaves_no_gap_on_the_survivor() {
+    let Some(etcd) = Cluster::start(1) else {
+        return;
+    };
+    let mut owner = registry(&etcd, "200ms");
+    let survivor = registry(&etcd, "200ms");
+    let both = format!("{},{}", owner.addr, survivor.addr);
+    let adders = owned_adders(&owner, &survivor, &both, 2);
+    let addrs: Vec<String> = adders.iter().map(|a| a.addr.clone()).collect();
+    // Lookups and listings on the survivor, as fast as they come, from before the kill until the
+    // dead owner's lease has expired and the survivor has put both keys back on its own lease.
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = std::thread::spawn({
+        let (stop, at, addrs) = (stop.clone(), survivor.addr.clone(), addrs.clone());
+        move || {
+            let (mut polls, mut failures) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let (status, picked) = get(&at, "/serviceAddr?queryParam=add");
+                if status != 200 || !addrs.contains(&picked) {
+                    failures.push(format!("pick: {status} {picked}"));
+                }
+                let l = listed(&at);
+                if !addrs.iter().all(|a| l.contains(a)) {
+                    failures.push(format!("listing: {l:?}"));
+                }
+                polls += 1;
+            }
+            (polls, failures)
+        }
+    });
+    let calls = std::thread::spawn({
+        let both = both.clone();
+        move || client(&["5", "6", "--registry", &both, "--repeat", "5000"])
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let killed = Instant::now();
+    owner.kill();
+    assert!(!calls.is_finished(), "the client finished before the kill");
+    eventually("the survivor re-owns both instances", || {
+        addrs
+            .iter()
+            .all(|a| survivor.logged(&format!("add {a} re-owned")))
+    });
+    let reowned = killed.elapsed();
+    // A few more rounds of polls after the re-own, then the tallies.
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let (polls, failures) = poller.join().expect("poller");
+    eprintln!("SIGKILL to the owner → both re-owned by the survivor: {reowned:?} (TTL 2s); {polls} polls of the survivor, {} failed", failures.len());
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(polls >= 20, "only {polls} polls");
+    let out = calls.join().expect("client thread");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(failed_calls(&stderr), 0, "{stderr}");
+    // Still there a TTL later: the survivor owns them now and their beats keep them.
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(healthy(&survivor.addr).len(), 2);
+}
+
+#[test]
+fn a_registry_killed_owning_instances_that_beat_only_to_it_keeps_them_listed_until_its_lease_expires(
+) {
+    let Some(etcd) = Cluster::start(1) else {
+        return;
+    };
+    let mut owner = registry(&etcd, "60s");
+    let survivor = registry(&etcd, "60s");
+    let adders = [Proc::adder(&owner.addr), Proc::adder(&owner.addr)];
+    eventually("both listed on the survivor", || {
+        listed(&survivor.addr).len() == 2
+    });
+    let killed = Instant::now();
+    owner.kill();
+    // Right after the kill, well before its session lease (2 s, renewed every ~0.7 s) can expire:
+    // the instances are alive, only their registry died.
+    let mut l = listed(&survivor.addr);
+    l.sort();
+    let mut want: Vec<String> = adders.iter().map(|a| a.addr.clone()).collect();
+    want.sort();
+    assert_eq!(l, want, "dropped {:?} after the kill", killed.elapsed());
+    assert_eq!(get(&survivor.addr, "/serviceAddr?queryParam=add").0, 200);
+    eventually("gone once the dead registry's lease expired", || {
+        listed(&survivor.addr).is_empty()
+    });
+    let gone = killed.elapsed();
+    eprintln!("SIGKILL to the only registry they beat to → gone from the survivor: {gone:?} (its session lease: 2s)");
+    eventually("the survivor logs the removal", || {
+        survivor.logged("removed (deregistered, or expired by or with its owner")
+    });
 }

@@ -11,12 +11,14 @@
 //! | `footprint` | cold start to the first 200 on `/health`, idle RSS of a registry and an adder |
 //! | `probe-target` | serves `/aliveCheck` on many loopback ports and registers them all, for the probe-cost run |
 //! | `watch` | time from a registration to the answers of 1 or 1000 waiting watchers (also across two registries on etcd) |
+//! | `etcd-scale` | 100 000 instances beating through two `--store etcd` registries against one in-memory registry: beat latency, etcd's requests in steady state, registration rate and cross-registry visibility, CPU and RSS |
 //! | `lb` | share of calls a slow adder gets, and the batch's time, under `--lb random`, `round-robin` and `p2c` |
 //! | `pick` | a pick's cost over 100 000 instances (weighted, tag-filtered), and registry RSS per instance with tags and meta |
 //!
 //! Run through `just bench`; `cargo bench` alone only prints this hint.
 
 mod common;
+mod etcd_scale;
 mod footprint;
 mod heartbeat;
 mod lb;
@@ -45,6 +47,7 @@ enum Command {
     ProbeTarget(probe_target::Args),
     Watch(watch::Args),
     Lb(lb::Args),
+    EtcdScale(etcd_scale::Args),
     Pick(pick::Args),
 }
 
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::ProbeTarget(a) => probe_target::run(a),
         Command::Watch(a) => watch::run(a),
         Command::Lb(a) => lb::run(a),
+        Command::EtcdScale(a) => etcd_scale::run(a),
         Command::Pick(a) => pick::run(a),
     };
     match result {

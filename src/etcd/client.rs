@@ -24,6 +24,36 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(2500);
 /// Keys per page when reading a prefix, so no reply exceeds the HTTP client's body limit.
 pub const RANGE_PAGE: usize = 500;
+/// Most operations etcd accepts in one txn (its `--max-txn-ops` default); callers chunk to it.
+pub const MAX_TXN_OPS: usize = 128;
+
+/// One operation of a [`Etcd::txn`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnOp<'a> {
+    /// Put `key = value` attached to `lease` (0: none).
+    Put {
+        /// The key.
+        key: &'a [u8],
+        /// The value.
+        value: &'a [u8],
+        /// The lease, or 0.
+        lease: i64,
+    },
+    /// Delete `key`.
+    Delete {
+        /// The key.
+        key: &'a [u8],
+    },
+}
+
+/// What a successful [`Etcd::txn`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnReply {
+    /// The revision every operation of the txn was applied at.
+    pub revision: i64,
+    /// Keys each operation deleted, in order (0 for a put).
+    pub deleted: Vec<i64>,
+}
 
 /// One key-value pair as etcd reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -280,6 +310,30 @@ impl Etcd {
         Ok(v.get("succeeded").and_then(Value::as_bool).unwrap_or(false))
     }
 
+    /// Applies `ops` atomically in one unconditional txn, at one revision. etcd refuses a txn of more
+    /// than [`MAX_TXN_OPS`] operations or touching one key twice; a put on an unknown lease fails the
+    /// whole txn ([`EtcdError::is_lease_not_found`]).
+    pub async fn txn(&self, ops: &[TxnOp<'_>]) -> Result<TxnReply, EtcdError> {
+        let requests = ops.iter().map(|op| match op {
+            TxnOp::Put { key, value, lease } => json::Object::new()
+                .raw("request_put", &put_body(key, value, *lease))
+                .finish(),
+            TxnOp::Delete { key } => json::Object::new()
+                .raw(
+                    "request_delete_range",
+                    &json::Object::new()
+                        .str("key", &base64::encode(key))
+                        .finish(),
+                )
+                .finish(),
+        });
+        let body = json::Object::new()
+            .raw("success", &json::array(requests))
+            .finish();
+        let v = self.call("/v3/kv/txn", &body).await?;
+        Ok(txn_reply(&v, ops.len()))
+    }
+
     /// Deletes every key in `keys` in one txn; returns the revision and how many were deleted.
     pub async fn delete_all(&self, keys: &[&[u8]]) -> Result<(i64, i64), EtcdError> {
         let ops = keys.iter().map(|k| {
@@ -303,6 +357,22 @@ impl Etcd {
                     .sum()
             });
         Ok((int(&v, &["header", "revision"]), deleted))
+    }
+}
+
+/// Reads a txn reply of `n` operations; a missing response counts as nothing deleted.
+fn txn_reply(v: &Value, n: usize) -> TxnReply {
+    let responses = v.get("responses").and_then(Value::as_array);
+    let deleted = (0..n)
+        .map(|i| {
+            responses
+                .and_then(|rs| rs.get(i))
+                .map_or(0, |r| int(r, &["response_delete_range", "deleted"]))
+        })
+        .collect();
+    TxnReply {
+        revision: int(v, &["header", "revision"]),
+        deleted,
     }
 }
 
@@ -403,6 +473,19 @@ mod tests {
         let bad = jsonread::parse(br#"[{"key":"***"}]"#).unwrap();
         assert!(kvs(Some(&bad)).is_err());
         assert!(kvs(Some(&Value::Null)).is_err());
+    }
+
+    #[test]
+    fn reads_txn_replies() {
+        let v = jsonread::parse(br#"{"header":{"revision":"3"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"3"}}},{"response_delete_range":{"header":{"revision":"3"},"deleted":"1"}},{"response_delete_range":{"header":{"revision":"3"}}}]}"#).unwrap();
+        assert_eq!(
+            txn_reply(&v, 3),
+            TxnReply {
+                revision: 3,
+                deleted: vec![0, 1, 0]
+            }
+        );
+        assert_eq!(txn_reply(&Value::Null, 1).deleted, [0]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod watch;
 use crate::jsonread;
 use std::fmt;
 
-pub use client::{Etcd, Kv};
+pub use client::{Etcd, Kv, TxnOp, TxnReply, MAX_TXN_OPS};
 
 /// Why an etcd call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,12 @@ pub enum EtcdError {
 }
 
 impl EtcdError {
+    /// Whether etcd refused a write because its lease is gone (expired or revoked): the caller needs
+    /// a new lease.
+    pub fn is_lease_not_found(&self) -> bool {
+        matches!(self, EtcdError::Status { message, .. } if message.contains("lease not found"))
+    }
+
     /// The error for a non-200 reply: etcd's own message when the body has one.
     pub(crate) fn from_reply(status: u16, body: &[u8]) -> EtcdError {
         let message = jsonread::parse(body)

@@ -467,6 +467,9 @@ async fn follow(shared: Arc<Shared>, mut feed: Feed) {
     loop {
         let batch = feed.next().await;
         let applied = shared.apply(&batch.changes);
+        for _ in 0..batch.expired(&applied) {
+            shared.metrics.expired.inc();
+        }
         batch.log(&applied);
     }
 }

@@ -205,3 +205,12 @@ pub fn tally(stderr: &str) -> (std::collections::BTreeMap<String, u64>, u64) {
     }
     (served, failed.expect("a failed-calls line"))
 }
+
+/// A loopback port that was free a moment ago (bound, read, released), for a role that must listen
+/// on a port known in advance.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

@@ -1,34 +1,46 @@
-//! The etcd store: writes go to etcd, and [`Feed`] turns etcd's full reads and watch events into
-//! [`Change`]s for the local copy. Key layout and the translation are in [`super::etcd_keys`].
+//! The etcd store: etcd hears about changes, not heartbeats. Key layout and the value codec are in
+//! [`super::etcd_keys`], the rules of ownership in [`super::known`], batched writes and the
+//! session lease in [`super::writer`].
 //!
-//! - A registration grants a lease and puts the instance key on it; a heartbeat renews the lease with
-//!   one keepalive (no write, no watch event), through whichever registry receives it, since every
-//!   registry learns each key's lease from the watch. Deregistration deletes both keys in one txn and
-//!   revokes the lease. An instance whose adder died disappears when etcd expires its lease, whether
-//!   or not any registry is running.
+//! - Each registry owns the keys of the instances that registered through it, all on its one
+//!   session lease. A beat for a key it knows with an unchanged value is absorbed in memory: it
+//!   waits on nothing and costs etcd nothing, whichever registry owns the key. A new registration
+//!   (or a changed value) is a put in a batched txn, answered once etcd applied it.
+//! - The owner expires its instances itself: its sweep removes one locally once its beats stopped
+//!   for its TTL, and deletes the key. A registry that dies takes its session lease with it: etcd
+//!   deletes its keys one lease TTL later. A registry that receives beats for such a key keeps the
+//!   instance in its copy and puts the key back on its own lease (re-owns it); the others drop it.
 //! - Each registry keeps [`crate::registry::state::Registry`] as its local copy: a full read of
 //!   `/mini/` at revision R, then one watch from R+1. Picks and listings read only the local copy.
 //!   After a broken stream or a compaction it reads and watches again, with backoff.
 //! - Health: only the election's leader probes. When a probe flips an instance's health it writes
-//!   (or deletes) the health key; every registry applies that event, so all exclude the same ones.
-//!   The health key shares the instance's lease, so it can never outlive the instance.
+//!   (or deletes) the health key, on the instance key's lease; every registry applies that event.
 //!
 //! This store never sees the registry's state: it returns changes, and the registry applies them.
-//! Its two locks (`known`, `link`) are each taken alone, for a few map operations, never across an
-//! await and never while another lock is held.
+//! Its locks (`known`, `link`, `campaign`) are each taken alone, for a few map operations, never
+//! across an await and never while another lock is held.
 
-use super::etcd_keys::{self, Known, Meta, EXCLUDED, LEADER, ROOT};
+use super::etcd_keys::{self, EXCLUDED, LEADER, ROOT};
+use super::known::{deadline, Beat};
+use super::writer::{Core, Write, Writer};
 use super::StoreError;
 use crate::etcd::election::Election;
 use crate::etcd::watch::{Message, Watch};
 use crate::etcd::{Etcd, EtcdError};
 use crate::log;
 use crate::registry::state::{Applied, Change, Outcome, Record, Registered};
-use std::sync::{Arc, Mutex};
+use crate::rt::lock;
+use smol::channel::{self, Receiver, Sender};
+use smol::stream::StreamExt;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// First and longest wait between two attempts to reach etcd again.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
+/// Shortest and longest time between two sweeps (a quarter of the TTL in between), as in memory.
+const SWEEP_BOUNDS: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+/// Watch messages buffered between the stream's reader and the feed.
+const WATCH_BUFFER: usize = 64;
 
 /// Whether the local copy is following etcd.
 #[derive(Debug)]
@@ -41,40 +53,40 @@ struct Link {
 /// The etcd side of [`super::Store::Etcd`].
 #[derive(Debug)]
 pub struct EtcdStore {
-    etcd: Arc<Etcd>,
+    core: Arc<Core>,
+    /// The write lanes, from [`EtcdStore::start`] on.
+    writer: OnceLock<Arc<Writer>>,
     election: Arc<Election>,
-    /// This registry's name in the election (the leader key's value while it leads).
-    id: String,
     /// The task campaigning in the election, until [`EtcdStore::resign`] cancels it.
     campaign: Mutex<Option<smol::Task<()>>>,
-    known: Mutex<Known>,
     link: Mutex<Link>,
+    /// The registry's `--ttl`: session and election leases, and the sweep's pace.
+    ttl: Duration,
 }
 
-use crate::rt::lock;
-
 impl EtcdStore {
-    /// A store on the etcd members at `endpoints`; `id` names this registry in the election, whose
-    /// lease lasts `ttl`.
+    /// A store on the etcd members at `endpoints`; `id` names this registry, whose session and
+    /// election leases last `ttl`.
     pub fn new(endpoints: Vec<String>, id: String, ttl: Duration) -> EtcdStore {
         let etcd = Arc::new(Etcd::new(endpoints));
         EtcdStore {
             election: Arc::new(Election::new(etcd.clone(), LEADER, id.clone(), ttl)),
-            etcd,
-            id,
+            core: Arc::new(Core::new(etcd, id, ttl)),
+            writer: OnceLock::new(),
             campaign: Mutex::new(None),
-            known: Mutex::new(Known::default()),
             link: Mutex::new(Link {
                 synced: false,
                 since: Instant::now(),
                 why: "not synced yet".into(),
             }),
+            ttl,
         }
     }
 
-    /// Starts campaigning in the election; returns the feed of changes for the local copy.
+    /// Starts the session lease, the write lanes, the sweep and the election; returns the feed of
+    /// changes for the local copy.
     pub fn start(self: &Arc<Self>) -> Feed {
-        let id = self.id.clone();
+        let id = self.core.id.clone();
         let campaign = self.election.clone().run(move |leads, why| {
             let what = if leads { "became" } else { "is no longer" };
             log::line(
@@ -83,31 +95,46 @@ impl EtcdStore {
             );
         });
         *lock(&self.campaign) = Some(crate::rt::spawn(campaign));
+        crate::rt::spawn(self.core.clone().keep_session()).detach();
+        let writer = self
+            .writer
+            .get_or_init(|| Arc::new(Writer::start(&self.core)));
+        let (local, changes) = channel::unbounded();
+        let period = (self.ttl / 4).clamp(SWEEP_BOUNDS.0, SWEEP_BOUNDS.1);
+        crate::rt::spawn(sweep(self.core.clone(), writer.clone(), local, period)).detach();
         Feed {
             store: self.clone(),
+            writer: writer.clone(),
+            local: changes,
             phase: Phase::Read,
             backoff: BACKOFF.0,
         }
     }
 
+    fn writer(&self) -> Result<&Writer, StoreError> {
+        (self.writer.get().map(|w| &**w))
+            .ok_or_else(|| StoreError::Unavailable("the etcd store is not started".into()))
+    }
+
     /// Stops campaigning and gives up leadership at once (deletes the leader key, revokes the
-    /// session lease), so another registry probes from its next election attempt on.
+    /// election lease), so another registry probes from its next election attempt on. The session
+    /// lease is left to lapse: instances that also beat elsewhere are re-owned there when it does.
     pub async fn resign(&self) {
         let campaign = lock(&self.campaign).take();
         if let Some(task) = campaign {
             task.cancel().await;
         }
+        let id = &self.core.id;
         match self.election.resign().await {
             Ok(true) => log::line(
                 "registry",
-                format_args!("{} is no longer the probing leader (resigned)", self.id),
+                format_args!("{id} is no longer the probing leader (resigned)"),
             ),
             Ok(false) => {}
             Err(e) => log::line(
                 "registry",
                 format_args!(
-                    "{}: leadership not released in etcd ({e}); it lapses with its lease",
-                    self.id
+                    "{id}: leadership not released in etcd ({e}); it lapses with its lease"
                 ),
             ),
         }
@@ -142,7 +169,7 @@ impl EtcdStore {
             changed
         };
         if changed {
-            let endpoints = self.etcd.endpoints().join(",");
+            let endpoints = self.core.etcd.endpoints().join(",");
             match synced {
                 true => log::line("registry", format_args!("etcd {endpoints}: {why}")),
                 false => log::line(
@@ -155,9 +182,12 @@ impl EtcdStore {
         }
     }
 
-    /// Renews the instance's lease if etcd still has it (and, when `changed`, puts the record's new
-    /// value on that lease), else grants a lease and puts the key. Returns whether the key was
-    /// (re)created.
+    /// A registration, beat or drain mark, already applied locally: `record` is what the local copy
+    /// now holds, `changed` whether its spec or drain mark just moved. A key etcd has with this
+    /// value and no change: nothing to write, whichever registry owns it. Else (a new key, or a
+    /// changed value even of a known key, so that other registries see it) the key goes on this
+    /// registry's lease in the next txn, and this waits for it. Returns whether etcd did not have
+    /// the key.
     pub async fn put(
         &self,
         service: &str,
@@ -165,69 +195,39 @@ impl EtcdStore {
         record: &Record,
         changed: bool,
     ) -> Result<bool, StoreError> {
-        self.write_instance(service, addr, record, changed)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
-    }
-
-    async fn write_instance(
-        &self,
-        service: &str,
-        addr: &str,
-        record: &Record,
-        changed: bool,
-    ) -> Result<bool, EtcdError> {
-        let secs = etcd_keys::lease_secs(record.ttl);
-        let known = lock(&self.known).get(service, addr);
-        let key = etcd_keys::instance_key(service, addr);
-        if let Some(meta) = known.filter(|m| m.ttl_secs == secs) {
-            if self.etcd.keepalive(meta.lease).await?.is_some() {
-                if changed {
-                    let value = etcd_keys::instance_value(record);
-                    let rev = (self.etcd.put(key.as_bytes(), value.as_bytes(), meta.lease)).await?;
-                    lock(&self.known).wrote(service, addr, Meta { rev, ..meta });
-                }
-                return Ok(false);
-            }
-        }
-        let lease = self.etcd.grant(secs).await?;
-        let value = etcd_keys::instance_value(record);
-        let rev = self
-            .etcd
-            .put(key.as_bytes(), value.as_bytes(), lease)
-            .await?;
-        let meta = Meta {
-            lease,
-            ttl_secs: secs,
-            rev,
+        let now = Instant::now();
+        let (beat, excluded) = {
+            let mut known = lock(&self.core.known);
+            let beat = known.beat(service, addr, record, changed, now);
+            (beat, known.excluded(service, addr))
         };
-        let old = lock(&self.known).wrote(service, addr, meta);
-        if let Some(old) = old.filter(|o| o.lease != lease) {
-            // A lease replaced (TTL changed or expired): free it rather than let it idle out.
-            let _ = self.etcd.revoke(old.lease).await;
-        }
-        Ok(true)
+        let Beat::Write { new } = beat else {
+            return Ok(false);
+        };
+        let write = Write::Register {
+            service: service.to_string(),
+            addr: addr.to_string(),
+            until: deadline(now, record),
+            value: record.clone(),
+            excluded,
+        };
+        self.writer()?.request(write).await.map_err(unavailable)?;
+        Ok(new)
     }
 
-    /// Deletes the instance and health keys in one txn, then revokes the lease; returns whether
-    /// etcd had either key.
+    /// Deletes the instance and health keys in one txn that also marks it a deregistration (so no
+    /// other registry re-owns it); returns whether etcd had the instance key.
     pub async fn delete(&self, service: &str, addr: &str) -> Result<bool, StoreError> {
-        let ik = etcd_keys::instance_key(service, addr);
-        let hk = etcd_keys::health_key(service, addr);
-        let (_, deleted) = self
-            .etcd
-            .delete_all(&[ik.as_bytes(), hk.as_bytes()])
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let meta = lock(&self.known).forget(service, addr);
-        if let Some(meta) = meta {
-            let _ = self.etcd.revoke(meta.lease).await;
-        }
+        let write = Write::Deregister {
+            service: service.to_string(),
+            addr: addr.to_string(),
+        };
+        let deleted = self.writer()?.request(write).await.map_err(unavailable)?;
         Ok(deleted > 0)
     }
 
-    /// Writes a health flip for every registry: the health key while excluded, on the instance's
-    /// lease; no key once restored.
+    /// Writes a health flip for every registry: the health key while excluded, on the instance
+    /// key's lease; no key once restored.
     pub async fn write_health(
         &self,
         service: &str,
@@ -235,18 +235,17 @@ impl EtcdStore {
         ok: bool,
     ) -> Result<(), StoreError> {
         let hk = etcd_keys::health_key(service, addr);
+        let etcd = &self.core.etcd;
         let result = if ok {
-            self.etcd.delete(hk.as_bytes()).await.map(drop)
+            etcd.delete(hk.as_bytes()).await.map(drop)
         } else {
-            let lease = lock(&self.known).get(service, addr).map(|m| m.lease);
+            let lease = lock(&self.core.known)
+                .get(service, addr)
+                .and_then(|e| e.lease);
             match lease {
-                Some(lease) => self
-                    .etcd
-                    .put(hk.as_bytes(), EXCLUDED, lease)
-                    .await
-                    .map(drop),
+                Some(lease) => etcd.put(hk.as_bytes(), EXCLUDED, lease).await.map(drop),
                 None => Err(EtcdError::BadReply(format!(
-                    "no lease known for {service} {addr}"
+                    "{service} {addr} is not in etcd right now"
                 ))),
             }
         };
@@ -260,6 +259,56 @@ impl EtcdStore {
     }
 }
 
+fn unavailable(e: EtcdError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Expires what this registry owns and no longer hears, every `period`: the removals go to the
+/// feed at once, the deletions to the writer.
+async fn sweep(
+    core: Arc<Core>,
+    writer: Arc<Writer>,
+    local: Sender<Vec<Change<'static>>>,
+    period: Duration,
+) {
+    let mut ticks = smol::Timer::interval(period);
+    while ticks.next().await.is_some() {
+        let swept = lock(&core.known).sweep(Instant::now(), core.session());
+        for chore in swept.chores {
+            writer.chore(chore);
+        }
+        if !swept.removed.is_empty() && local.send(swept.removed).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// An open watch, read by its own task so the feed can wait on it and on the sweep at once.
+#[derive(Debug)]
+struct Watching {
+    messages: Receiver<Result<Message, EtcdError>>,
+    _reader: smol::Task<()>,
+}
+
+impl Watching {
+    fn spawn(mut watch: Watch) -> Watching {
+        let (tx, messages) = channel::bounded(WATCH_BUFFER);
+        let reader = crate::rt::spawn(async move {
+            loop {
+                let message = watch.next().await;
+                let end = message.is_err();
+                if tx.send(message).await.is_err() || end {
+                    return;
+                }
+            }
+        });
+        Watching {
+            messages,
+            _reader: reader,
+        }
+    }
+}
+
 /// Where a [`Feed`] is in its read-then-watch cycle.
 #[derive(Debug)]
 enum Phase {
@@ -268,14 +317,19 @@ enum Phase {
     /// Read at this revision; open the watch from the next one.
     Open(i64),
     /// Following the watch.
-    Watching(Box<Watch>),
+    Watching(Watching),
+    /// etcd failed: read again from this time on.
+    Wait(Instant),
 }
 
-/// The changes etcd brings, for the registry's driver to apply: a full read, then the watch's
-/// events, and after a break a full read again (with backoff).
+/// The changes for the local copy, for the registry's driver to apply: a full read, then the
+/// watch's events, and after a break a full read again (with backoff); meanwhile the sweep's
+/// removals of instances this registry expired.
 #[derive(Debug)]
 pub struct Feed {
     store: Arc<EtcdStore>,
+    writer: Arc<Writer>,
+    local: Receiver<Vec<Change<'static>>>,
     phase: Phase,
     backoff: Duration,
 }
@@ -287,68 +341,125 @@ pub struct Batch {
     pub changes: Vec<Change<'static>>,
     /// The revision of the full read this batch resets to, if it is one.
     read_at: Option<i64>,
+    /// Whether these are this registry's own expiries (from its sweep).
+    swept: bool,
+}
+
+impl Batch {
+    fn etcd(changes: Vec<Change<'static>>, read_at: Option<i64>) -> Batch {
+        Batch {
+            changes,
+            read_at,
+            swept: false,
+        }
+    }
+}
+
+/// The sweep's next removals; never, if the sweep stopped.
+async fn swept(local: &Receiver<Vec<Change<'static>>>) -> Vec<Change<'static>> {
+    match local.recv().await {
+        Ok(changes) => changes,
+        Err(_) => std::future::pending().await,
+    }
 }
 
 impl Feed {
-    /// The next batch: waits as long as etcd sends nothing, and never ends. Dropping the future
+    /// The next batch: waits as long as nothing changes, and never ends. Dropping the future
     /// mid-wait is harmless (the next call reads again).
     pub async fn next(&mut self) -> Batch {
         let store = self.store.clone();
+        let etcd = store.core.etcd.clone();
         loop {
             let failed = match std::mem::replace(&mut self.phase, Phase::Read) {
-                Phase::Read => match store.etcd.range_prefix(ROOT.as_bytes()).await {
-                    Ok((revision, kvs)) => {
-                        let reset = lock(&store.known).snapshot(revision, &kvs);
-                        self.phase = Phase::Open(revision);
+                Phase::Wait(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if let Some(changes) = crate::rt::timeout(left, swept(&self.local)).await {
+                        self.phase = Phase::Wait(until);
                         return Batch {
-                            changes: vec![reset],
-                            read_at: Some(revision),
+                            changes,
+                            read_at: None,
+                            swept: true,
                         };
+                    }
+                    continue;
+                }
+                Phase::Read => match etcd.range_prefix(ROOT.as_bytes()).await {
+                    Ok((revision, kvs)) => {
+                        let now = Instant::now();
+                        let (reset, chores) = lock(&store.core.known).snapshot(revision, &kvs, now);
+                        for chore in chores {
+                            self.writer.chore(chore);
+                        }
+                        self.phase = Phase::Open(revision);
+                        return Batch::etcd(vec![reset], Some(revision));
                     }
                     Err(e) => e,
                 },
                 Phase::Open(revision) => {
-                    match Watch::open(&store.etcd, ROOT.as_bytes(), revision + 1).await {
+                    match Watch::open(&etcd, ROOT.as_bytes(), revision + 1).await {
                         Ok(watch) => {
                             store.set_link(
                                 true,
                                 &format!("synced at revision {revision}, watching"),
                             );
                             self.backoff = BACKOFF.0;
-                            self.phase = Phase::Watching(Box::new(watch));
+                            self.phase = Phase::Watching(Watching::spawn(watch));
                             continue;
                         }
                         Err(e) => e,
                     }
                 }
-                Phase::Watching(mut watch) => match watch.next().await {
-                    Ok(Message::Events { events, .. }) => {
-                        let changes = lock(&store.known).events(&events);
-                        self.phase = Phase::Watching(watch);
-                        if !changes.is_empty() {
+                Phase::Watching(watching) => {
+                    let local = async { Err(swept(&self.local).await) };
+                    let message = async { Ok(watching.messages.recv().await) };
+                    match smol::future::or(local, message).await {
+                        Err(changes) => {
+                            self.phase = Phase::Watching(watching);
                             return Batch {
                                 changes,
                                 read_at: None,
+                                swept: true,
                             };
                         }
-                        continue;
+                        Ok(Ok(Ok(Message::Events { events, .. }))) => {
+                            let now = Instant::now();
+                            let (changes, chores) = lock(&store.core.known).events(&events, now);
+                            for chore in chores {
+                                self.writer.chore(chore);
+                            }
+                            self.phase = Phase::Watching(watching);
+                            if !changes.is_empty() {
+                                return Batch::etcd(changes, None);
+                            }
+                            continue;
+                        }
+                        Ok(Ok(Ok(_))) => {
+                            self.phase = Phase::Watching(watching);
+                            continue;
+                        }
+                        Ok(Ok(Err(e))) => e,
+                        Ok(Err(_)) => EtcdError::Unreachable("watch reader stopped".into()),
                     }
-                    Ok(_) => {
-                        self.phase = Phase::Watching(watch);
-                        continue;
-                    }
-                    Err(e) => e,
-                },
+                }
             };
             store.set_link(false, &failed.to_string());
             let jitter = self.backoff.mul_f64(fastrand::f64() * 0.5);
-            smol::Timer::after(self.backoff + jitter).await;
+            self.phase = Phase::Wait(Instant::now() + self.backoff + jitter);
             self.backoff = (self.backoff * 2).min(BACKOFF.1);
         }
     }
 }
 
 impl Batch {
+    /// How many instances applying the batch expired here (for `mini_expired_total`).
+    pub fn expired(&self, applied: &Applied) -> usize {
+        let removed = |o: &&Outcome| **o == Outcome::Removed(true);
+        match self.swept {
+            true => applied.outcomes.iter().filter(removed).count(),
+            false => 0,
+        }
+    }
+
     /// Logs what applying the batch did to the local copy.
     pub fn log(&self, applied: &Applied) {
         for (change, outcome) in self.changes.iter().zip(&applied.outcomes) {
@@ -366,9 +477,12 @@ impl Batch {
                 (Change::Upsert { service, addr, .. }, Outcome::Refused(e)) => {
                     format!("{service} {addr} not kept locally: {e}")
                 }
-                (Change::Remove { service, addr }, Outcome::Removed(true)) => {
-                    format!("{service} {addr} removed (deregistered or lease expired in etcd)")
+                (Change::Remove { service, addr }, Outcome::Removed(true)) if self.swept => {
+                    format!("{service} {addr} expired: no heartbeat within its lease")
                 }
+                (Change::Remove { service, addr }, Outcome::Removed(true)) => format!(
+                    "{service} {addr} removed (deregistered, or expired by or with its owner in etcd)"
+                ),
                 (Change::Health { service, addr, ok }, Outcome::Health(true)) => {
                     let what = if *ok { "restored" } else { "excluded" };
                     format!("{service} {addr} {what} (health from etcd)")

@@ -7,8 +7,9 @@
 //!
 //! | | memory | etcd |
 //! |---|---|---|
-//! | register / renew / deregister | applied to the local state only | applied locally at once and written to etcd; the watch brings other registries' writes |
-//! | lease expiry | the local sweeper | etcd's lease; the watch brings the deletion |
+//! | register / deregister | applied to the local state only | applied locally at once and written to etcd in a batched txn; the watch brings other registries' writes |
+//! | renew (a beat) | the local state | the local state only, whichever registry owns the key: etcd hears of changes, not beats |
+//! | lease expiry | the local sweeper | the sweep of the registry that owns the key (deletes it); a dead owner's keys go with its session lease, and a registry that still hears the instance re-owns it |
 //! | probing | this registry | only the election's leader, which writes health into etcd |
 //!
 //! A store never sees the state or [`crate::registry::Shared`]: its writes return results, and
@@ -17,6 +18,8 @@
 
 mod etcd;
 mod etcd_keys;
+mod known;
+mod writer;
 
 pub use etcd::{Batch, EtcdStore, Feed};
 
@@ -69,8 +72,9 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 impl Store {
-    /// Opens the configured store; `id` names this registry in etcd's election, `ttl` is the
-    /// election lease (a dead leader is replaced within about one `ttl`).
+    /// Opens the configured store; `id` names this registry in etcd, `ttl` is its session lease
+    /// (its keys outlive it by at most that) and its election lease (a dead leader is replaced
+    /// within about one `ttl`).
     pub fn open(config: &StoreConfig, id: String, ttl: Duration) -> Store {
         match config {
             StoreConfig::Memory => Store::Memory,
@@ -91,8 +95,9 @@ impl Store {
 
     /// Writes a registration, renewal or drain mark of `addr` under `service`, already applied
     /// locally: `record` is what the local state now holds, `changed` whether its spec or drain mark
-    /// moved (etcd: a plain renewal only renews the lease). Returns whether the store created the
-    /// key (memory: nothing to write).
+    /// moved (etcd: a plain renewal of a key it has writes nothing and answers without waiting; a
+    /// change is written even for a known key). Returns whether the store created the key (memory:
+    /// nothing to write).
     pub async fn put(
         &self,
         service: &str,
@@ -135,7 +140,8 @@ impl Store {
         }
     }
 
-    /// Whether this registry expires leases itself (etcd expires them in etcd mode).
+    /// Whether the registry's own sweep loop expires leases (in etcd mode the store's sweep does,
+    /// for the keys this registry owns).
     pub fn sweeps(&self) -> bool {
         matches!(self, Store::Memory)
     }
@@ -152,10 +158,7 @@ impl Store {
     /// [`RESIGN_TIMEOUT`]) so another registry takes over probing at its next election attempt.
     pub async fn stop(&self) {
         if let Store::Etcd(store) = self {
-            let timeout = async {
-                smol::Timer::after(RESIGN_TIMEOUT).await;
-            };
-            smol::future::or(store.resign(), timeout).await;
+            crate::rt::timeout(RESIGN_TIMEOUT, store.resign()).await;
         }
     }
 }
