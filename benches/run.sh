@@ -881,7 +881,7 @@ if wants dns; then
         "\`${w_cmd[consul]}\`; \`${w_cmd[mini]}\`"
 fi
 
-# --- 12. lookup table: mini against nginx's two configurations at three loads --------------------------
+# --- 13. lookup table: mini against nginx's two configurations at three loads --------------------------
 
 # Syscalls counted per run (raw_syscalls:sys_enter is the total; these name the usual ones).
 TABLE_SYSCALLS=(recvfrom sendto read write readv writev epoll_wait epoll_pwait epoll_pwait2 epoll_ctl
