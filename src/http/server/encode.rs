@@ -333,9 +333,12 @@ mod date {
 
     /// Appends the current IMF-fixdate, e.g. `Wed, 25 Nov 2026 03:00:44 GMT`.
     pub fn append(out: &mut Vec<u8>) {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        // On a lane, the second it last woke in (read once per wake, as nginx caches its time).
+        let secs = super::super::lane::unix_secs().unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        });
         CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
             if cache.0 != secs {

@@ -191,7 +191,7 @@ impl IdleMember {
     /// smol::block_on(waiting.reclaimed());
     /// ```
     pub fn enter(&self) -> Ticket<'_> {
-        let since = Instant::now();
+        let since = super::lane::now();
         let mut queue = lock(&self.conns.shards[self.shard]);
         let turn = queue.next_turn;
         queue.next_turn += 1;

@@ -27,7 +27,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Tasks a lane runs before it looks at its sockets again.
 const BUDGET: usize = 1024;
@@ -83,6 +83,28 @@ thread_local! {
     static QUEUE: RefCell<VecDeque<Runnable>> = const { RefCell::new(VecDeque::new()) };
     /// This lane's sockets and their timers.
     static SOURCES: RefCell<Sources> = const { RefCell::new(Sources::new()) };
+    /// The time this lane last woke from epoll, and the Unix second then (nginx's cached time).
+    static NOW: Cell<Option<(Instant, u64)>> = const { Cell::new(None) };
+}
+
+/// The time: on a lane, the moment it last woke from epoll (read once per wake, not once per
+/// request: deadlines are at most one turn of the loop early); elsewhere the clock.
+pub(crate) fn now() -> Instant {
+    NOW.get().map_or_else(Instant::now, |(now, _)| now)
+}
+
+/// The Unix time in seconds when this lane last woke; `None` off the lanes.
+pub(crate) fn unix_secs() -> Option<u64> {
+    NOW.get().map(|(_, secs)| secs)
+}
+
+fn tick() -> Instant {
+    let now = Instant::now();
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    NOW.set(Some((now, secs)));
+    now
 }
 
 static LANES: OnceLock<Result<Vec<Arc<Lane>>, String>> = OnceLock::new();
@@ -165,6 +187,7 @@ where
 /// deadline), mark what it reports ready and wake its waiters, fire due timers; forever.
 fn run_lane(lane: &Lane) {
     CURRENT.set(lane.index);
+    tick();
     let mut events: Vec<epoll::Event> = Vec::with_capacity(EVENTS);
     let mut woken: Vec<Waker> = Vec::new();
     loop {
@@ -207,6 +230,7 @@ fn run_lane(lane: &Lane) {
         if blocking {
             lane.sleeping.store(false, Ordering::SeqCst);
         }
+        let now = tick();
         if let Err(e) = waited {
             if e != rustix::io::Errno::INTR {
                 eprintln!(
@@ -223,7 +247,7 @@ fn run_lane(lane: &Lane) {
                     s.ready(token, event.flags, &mut woken);
                 }
             }
-            s.fire_timers(Instant::now(), &mut woken);
+            s.fire_timers(now, &mut woken);
         });
         for waker in woken.drain(..) {
             waker.wake();
@@ -434,7 +458,7 @@ impl Sources {
         }
         let deadline = slot.deadline;
         if let Some(deadline) = deadline {
-            if Instant::now() >= deadline {
+            if now() >= deadline {
                 return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
             }
         }

@@ -396,7 +396,7 @@ impl Io {
         if self.started.is_none() && !input.is_empty() {
             // Part of a pipelined request came with the previous one: it has begun, so the head
             // timeout (and a 408) applies to it, not the idle timeout.
-            self.started = Some(Instant::now());
+            self.started = Some(lane::now());
         }
         // Between requests the connection is idle: the server may reclaim it at its cap. It is from
         // before its last answer is sent, so a peer that read the answer finds it reclaimable.
@@ -434,7 +434,7 @@ impl Io {
         };
         input.commit(n);
         if n > 0 && self.started.is_none() {
-            self.started = Some(Instant::now());
+            self.started = Some(lane::now());
         }
         Ok(n > 0)
     }
@@ -442,7 +442,7 @@ impl Io {
     /// Between requests the idle timeout applies (head timeout before the first); within one, the
     /// head timeout counted from its first byte.
     fn read_deadline(&self, nothing_pending: bool) -> (Instant, Timeout) {
-        let now = Instant::now();
+        let now = lane::now();
         match self.started {
             Some(start) if !nothing_pending => (start + self.config.head_timeout, Timeout::Request),
             _ if self.served == 0 => (now + self.config.head_timeout, Timeout::Quiet),
@@ -460,7 +460,7 @@ impl Io {
         self.stream.shutdown_write();
         let mut sink = [0u8; 1024];
         let mut drained = 0;
-        self.stream.set_deadline(Some(Instant::now() + LINGER));
+        self.stream.set_deadline(Some(lane::now() + LINGER));
         while drained < LINGER_BYTES {
             match self.stream.read(&mut sink).await {
                 Ok(n) if n > 0 => drained += n,
@@ -475,7 +475,7 @@ async fn flush(stream: &Stream, output: &mut Vec<u8>, limit: Duration) -> bool {
     if output.is_empty() {
         return true;
     }
-    stream.set_deadline(Some(Instant::now() + limit));
+    stream.set_deadline(Some(lane::now() + limit));
     let written = stream.write_all(output).await;
     output.clear();
     written.is_ok()
