@@ -449,3 +449,19 @@ fn the_token_is_taken_from_x_consul_token_or_the_query() {
     assert_eq!(read("", "?token=s3cret"), 200);
     assert_eq!(read("", "?token=s3cret&passing"), 200);
 }
+
+#[test]
+fn a_registration_without_address_takes_the_callers_address() {
+    let reg = Proc::registry(FAST);
+    let (status, body) = register(&reg.addr, r#"{"Name":"nohost","ID":"n1","Port":8123}"#);
+    assert_eq!(status, 200, "{body}");
+    let (listing, _) = consul_get(&reg.addr, "/v1/catalog/service/nohost");
+    let first = &listing.as_array().expect("an array")[0];
+    assert_eq!(first.get("ServiceID").and_then(Value::as_str), Some("n1"));
+    // The test connects over loopback, so the caller's address is 127.0.0.1.
+    assert_eq!(
+        first.get("ServiceAddress").and_then(Value::as_str),
+        Some("127.0.0.1")
+    );
+    assert_eq!(first.get("ServicePort").and_then(Value::as_i64), Some(8123));
+}

@@ -828,11 +828,6 @@ fn bad_consul_registrations() -> Vec<(&'static str, String, &'static str)> {
             "bad Port",
         ),
         (
-            "no Address (mini does not take the caller's)",
-            r#"{"Name":"web","Port":8000}"#.into(),
-            "missing Address",
-        ),
-        (
             "an Address that is a number",
             r#"{"Name":"web","Port":8000,"Address":2130706433}"#.into(),
             "bad Address: not a string",

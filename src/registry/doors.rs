@@ -263,11 +263,13 @@ impl Doors {
             Ok(reg) => reg,
             Err(e) => return Response::error(400, e),
         };
-        let Some(host) = reg.address.clone() else {
-            return Response::error(
-                400,
-                "missing Address (mini registers the instance's own address, not the caller's)",
-            );
+        // Without `Address`, the caller's own address, as Consul's agent does.
+        let Some(host) = reg
+            .address
+            .clone()
+            .or_else(|| req.peer().map(|p| p.ip().to_string()))
+        else {
+            return Response::error(400, "missing Address, and the caller's is unknown");
         };
         let addr = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]:{}", reg.port)

@@ -45,6 +45,8 @@ pub struct Request<'buf> {
     fields: &'buf [u8],
     body: &'buf [u8],
     keep_alive: bool,
+    /// The peer's address, when the server knows it (set after decoding; `None` from the parser).
+    peer: Option<std::net::SocketAddr>,
 }
 
 impl<'buf> Request<'buf> {
@@ -138,6 +140,21 @@ impl<'buf> Request<'buf> {
     /// Whether the connection stays open after the response.
     pub fn keep_alive(&self) -> bool {
         self.keep_alive
+    }
+
+    /// The address of the peer that sent it, when the server knows it (the parser alone does not).
+    ///
+    /// ```
+    /// let (req, _) = mini::http::parse_request(b"GET / HTTP/1.1\r\n\r\n").unwrap().unwrap();
+    /// assert_eq!(req.peer(), None);
+    /// ```
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        self.peer
+    }
+
+    /// The same request, known to come from `peer`.
+    pub(crate) fn with_peer(self, peer: Option<std::net::SocketAddr>) -> Request<'buf> {
+        Request { peer, ..self }
     }
 }
 
@@ -311,6 +328,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request<'_>, usize)>, Request
         fields,
         body,
         keep_alive,
+        peer: None,
     };
     Ok(Some((request, end)))
 }

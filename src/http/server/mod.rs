@@ -264,13 +264,16 @@ struct Io {
     output: Vec<u8>,
     served: u64,
     started: Option<Instant>,
+    peer: Option<std::net::SocketAddr>,
 }
 
 impl Connection {
     fn new(stream: Stream, config: ServerConfig, idle: IdleMember) -> Connection {
+        let peer = stream.peer_addr();
         Connection {
             input: ReadBuf::new(),
             io: Io {
+                peer,
                 stream,
                 config,
                 idle,
@@ -305,7 +308,7 @@ impl Connection {
                 }
             };
             let (req, used) = match decoded {
-                Ok(found) => found,
+                Ok((req, used)) => (req.with_peer(io.peer), used),
                 Err(resp) => {
                     resp.encode(false, false, &mut io.output);
                     return io.close().await;

@@ -23,6 +23,11 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
+    /// The peer's address (one `getpeername` per connection, asked once at its start).
+    pub(crate) fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.socket.peer_addr().ok()
+    }
+
     /// Registers an accepted, non-blocking socket with this thread's lane.
     fn register(fd: OwnedFd) -> io::Result<Stream> {
         let socket = std::net::TcpStream::from(fd);
