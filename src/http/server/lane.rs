@@ -169,20 +169,6 @@ where
     task
 }
 
-/// Spawns `future` on the lane running this thread; `None` off the lanes.
-pub(crate) fn spawn_here<F>(future: F) -> Option<Task<F::Output>>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let index = CURRENT.get();
-    let lanes = match LANES.get() {
-        Some(Ok(lanes)) if index < lanes.len() => lanes,
-        _ => return None,
-    };
-    Some(spawn_on(lanes, index, future))
-}
-
 /// The event loop of one lane: run what is ready, then wait on epoll (at most until the next
 /// deadline), mark what it reports ready and wake its waiters, fire due timers; forever.
 fn run_lane(lane: &Lane) {

@@ -29,7 +29,7 @@ impl Stream {
     }
 
     /// Registers an accepted, non-blocking socket with this thread's lane.
-    fn register(fd: OwnedFd) -> io::Result<Stream> {
+    pub(crate) fn register(fd: OwnedFd) -> io::Result<Stream> {
         let socket = std::net::TcpStream::from(fd);
         let _ = socket.set_nodelay(true);
         // Readable once epoll says so (the registration reports data already queued); writable.
@@ -129,8 +129,8 @@ impl Listener {
         })
     }
 
-    /// Accepts one connection, non-blocking, registered with this lane.
-    pub(crate) async fn accept(&self) -> io::Result<Stream> {
+    /// Accepts one connection, non-blocking; [`Stream::register`] it on the lane that will serve it.
+    pub(crate) async fn accept(&self) -> io::Result<OwnedFd> {
         poll_fn(|cx| loop {
             match self.registration.poll_ready(Dir::Read, cx) {
                 Poll::Ready(Ok(())) => {}
@@ -139,7 +139,7 @@ impl Listener {
             }
             let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
             match rustix::net::accept_with(&self.socket, flags) {
-                Ok(fd) => return Poll::Ready(Stream::register(fd)),
+                Ok(fd) => return Poll::Ready(Ok(fd)),
                 Err(rustix::io::Errno::AGAIN) => self.registration.clear(Dir::Read),
                 Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Poll::Ready(Err(e.into())),
