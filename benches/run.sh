@@ -1182,7 +1182,7 @@ NGINX
         echo "## Lookup table: mini against nginx's two configurations (issue 13)"
         echo
         echo "Taken on $(date -u '+%Y-%m-%d %H:%M UTC') at commit \`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\` on $(uname -sr), $threads cores;"
-        echo "load average before: $load_start, after: $t_load_end (other builds and tests were running: read the ratios"
+        echo "load average before: $load_start, after: $t_load_end (the bench shares the 2 cores with wrk and may share them with other work: read the ratios"
         echo "and the counts, not the absolute rates). $TABLE_ROUNDS rounds; each round runs every server in turn at every load, for"
         echo "lookups then heartbeats, ${TABLE_SECONDS} s per wrk run; rates, latencies and CPU are medians over the rounds, ratios"
         echo "medians of the per-round ratios against nginx's better configuration at that load (the one with the higher"
