@@ -194,7 +194,7 @@ impl Routes {
     }
 
     fn route(&self, req: &Request<'_>) -> (Option<Route>, Response) {
-        let (route, params) = match self.router.find(req.method(), req.segments()) {
+        let (route, params) = match self.router.find_path(req.method(), req.path()) {
             Ok(found) => found,
             Err(miss) => return (None, miss.response(req.method(), req.path())),
         };

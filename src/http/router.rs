@@ -24,6 +24,9 @@ pub const MAX_PARAMS: usize = 4;
 /// ```
 pub struct Router<R> {
     routes: Vec<(&'static str, Vec<Part>, R)>,
+    /// The routes whose pattern has no parameter, as `(method, pattern, value)`, that no earlier
+    /// route would also match: [`Router::find_path`] compares the raw path with these first.
+    exact: Vec<(&'static str, &'static str, R)>,
 }
 
 /// The segments a route captured, in order (at most [`MAX_PARAMS`]); reads as a slice.
@@ -92,7 +95,54 @@ impl<R: Copy> Router<R> {
                 "route pattern too long: {parts:?}"
             );
         }
-        Router { routes }
+        let exact = table
+            .iter()
+            .enumerate()
+            .filter(|(i, &(method, pattern, _))| {
+                let own = &routes[*i].1;
+                let literal: Vec<&str> = own
+                    .iter()
+                    .filter_map(|p| match p {
+                        Part::Literal(lit) => Some(*lit),
+                        Part::Param => None,
+                    })
+                    .collect();
+                literal.len() == own.len()
+                    && !pattern.contains('%')
+                    && !routes[..*i]
+                        .iter()
+                        .any(|(m, parts, _)| *m == method && matches(parts, &literal))
+            })
+            .map(|(_, &entry)| entry)
+            .collect();
+        Router { routes, exact }
+    }
+
+    /// Finds the route for a method and a raw (not yet decoded) path: a path spelled exactly as a
+    /// parameterless pattern is answered by one string comparison per such route, without
+    /// splitting or decoding it (the registry's hot routes are literal); any other path goes
+    /// through [`Router::find`] with its decoded segments. Both give the same answer.
+    ///
+    /// ```
+    /// use mini::http::router::Router;
+    /// let router = Router::new(&[("GET", "/aliveCheck", 1), ("GET", "/Add/{}/{}", 2)]);
+    /// assert_eq!(router.find_path("GET", "/aliveCheck").unwrap().0, 1);
+    /// let (route, params) = router.find_path("GET", "/Add/5/%36").unwrap();
+    /// assert_eq!((route, params.join(" ")), (2, "5 6".to_string()));
+    /// ```
+    pub fn find_path<'p>(
+        &self,
+        method: &str,
+        path: &'p str,
+    ) -> Result<(R, Params<std::borrow::Cow<'p, str>>), Miss> {
+        let hit = self
+            .exact
+            .iter()
+            .find(|(m, pattern, _)| *pattern == path && *m == method);
+        if let Some(&(_, _, value)) = hit {
+            return Ok((value, Params::empty()));
+        }
+        self.find(method, crate::http::url::Segments::new(path))
     }
 
     /// Finds the route for a method and decoded path segments (such as [`crate::http::Request::segments`]),
@@ -157,6 +207,15 @@ fn matches<S: AsRef<str>>(parts: &[Part], segments: &[S]) -> bool {
         })
 }
 
+impl<S: Default> Params<S> {
+    fn empty() -> Params<S> {
+        Params {
+            items: std::array::from_fn(|_| S::default()),
+            len: 0,
+        }
+    }
+}
+
 /// Moves the parameters out of matched segments.
 fn capture<S: Default>(parts: &[Part], segments: &mut [S]) -> Params<S> {
     let mut items: [S; MAX_PARAMS] = std::array::from_fn(|_| S::default());
@@ -196,6 +255,43 @@ mod tests {
         let s = segs("/v1/services/add/127.0.0.1:1");
         let (route, params) = r.find("DELETE", s.iter().map(String::as_str)).unwrap();
         assert_eq!((route, params.to_vec()), (3, vec!["add", "127.0.0.1:1"]));
+    }
+
+    /// `find_path` agrees with `find` over decoded segments, for every path of a table where a
+    /// parameterised route comes before a literal one it also matches.
+    #[test]
+    fn find_path_agrees_with_find() {
+        let r = Router::new(&[
+            ("GET", "/", 0),
+            ("GET", "/v1/services/{}", 1),
+            ("GET", "/v1/services/add", 2),
+            ("POST", "/v1/services/add", 3),
+            ("GET", "/aliveCheck", 4),
+        ]);
+        // The shadowed literal is not in the fast table; the POST one is.
+        let exact: Vec<u8> = r.exact.iter().map(|e| e.2).collect();
+        assert_eq!(exact, [0, 3, 4]);
+        for path in [
+            "/",
+            "",
+            "//",
+            "/aliveCheck",
+            "/aliveCheck/",
+            "/alive%43heck",
+            "/v1/services/add",
+            "/v1/services/ad%64",
+            "/v1/services/",
+            "/v1/services",
+            "/nope",
+        ] {
+            for method in ["GET", "POST", "PUT"] {
+                let slow = r.find(method, segs(path)).map(|(v, p)| (v, p.to_vec()));
+                let fast = r
+                    .find_path(method, path)
+                    .map(|(v, p)| (v, p.iter().map(|s| s.to_string()).collect()));
+                assert_eq!(fast, slow, "{method} {path}");
+            }
+        }
     }
 
     #[test]

@@ -220,7 +220,7 @@ impl Doors {
     /// Answers a request to a door; the route's index among [`DOOR_NAMES`] for metrics, if one
     /// matched.
     pub(super) async fn answer(&self, req: &Request<'_>) -> (Option<Door>, Response) {
-        let (door, params) = match self.router.find(req.method(), req.segments()) {
+        let (door, params) = match self.router.find_path(req.method(), req.path()) {
             Ok(found) => found,
             Err(miss) => return (None, miss.response(req.method(), req.path())),
         };

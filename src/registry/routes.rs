@@ -168,7 +168,7 @@ impl Routes {
     }
 
     async fn route(&self, req: &Request<'_>) -> (Option<Route>, Response) {
-        let (route, params) = match self.router.find(req.method(), req.segments()) {
+        let (route, params) = match self.router.find_path(req.method(), req.path()) {
             Ok(found) => found,
             Err(miss) => return (None, miss.response(req.method(), req.path())),
         };
@@ -454,7 +454,7 @@ impl Routes {
     /// A watch request (`GET /v1/services/{service}?index=N[&wait=30s]`), if this is one.
     fn watch_of(&self, req: &Request<'_>) -> Option<Result<WatchQuery, Response>> {
         let index = req.query("index")?;
-        let Ok((Route::Service, params)) = self.router.find(req.method(), req.segments()) else {
+        let Ok((Route::Service, params)) = self.router.find_path(req.method(), req.path()) else {
             return None;
         };
         let service = params.first()?.to_string();
