@@ -62,9 +62,11 @@ fn service(e: &Entry<'_>) -> String {
         .finish()
 }
 
-fn checks(e: &Entry<'_>, node: &str) -> String {
-    let check = |id: String, name: &str, status: &str, output: &str| {
-        Object::new()
+/// An instance's checks as `(status, JSON object)`: its own check, and while it drains the
+/// maintenance check Consul adds (`critical`), which Fabio and Traefik read as "not routable".
+fn check_list(e: &Entry<'_>, node: &str) -> Vec<(&'static str, String)> {
+    let check = |id: String, name: &str, status: &'static str, output: &str| {
+        let json = Object::new()
             .str("Node", node)
             .str("CheckID", &id)
             .str("Name", name)
@@ -77,7 +79,8 @@ fn checks(e: &Entry<'_>, node: &str) -> String {
             .str("Type", "")
             .num("CreateIndex", e.index as f64)
             .num("ModifyIndex", e.index as f64)
-            .finish()
+            .finish();
+        (status, json)
     };
     let name = format!("Service '{}' check", e.service);
     let output = match e.health {
@@ -99,7 +102,34 @@ fn checks(e: &Entry<'_>, node: &str) -> String {
             "mini: draining",
         ));
     }
-    json::array(list)
+    list
+}
+
+fn checks(e: &Entry<'_>, node: &str) -> String {
+    json::array(check_list(e, node).into_iter().map(|(_, json)| json))
+}
+
+/// The states `GET /v1/health/state/STATE` takes: `any` or one check status.
+pub const CHECK_STATES: &[&str] = &["any", "passing", "warning", "critical"];
+
+/// `GET /v1/health/state/STATE`: every instance's checks, flat, keeping those in `state` (all of
+/// them for `any`); Fabio and Traefik watch `any` to learn which instances pass.
+///
+/// ```
+/// use mini::consul::render;
+/// use mini::view::{Health, InstanceView};
+/// let e = InstanceView { id: "web1", service: "web", host: "10.0.0.5", port: 80, tags: &[], meta: &[],
+///                 weight: 1, health: Health::Critical, draining: false, index: 7 };
+/// assert!(render::health_state(&[e], "mini", "any").contains(r#""Status":"critical""#));
+/// assert_eq!(render::health_state(&[e], "mini", "passing"), "[]");
+/// ```
+pub fn health_state(entries: &[Entry<'_>], node_name: &str, state: &str) -> String {
+    json::array(entries.iter().flat_map(|e| {
+        check_list(e, node_name)
+            .into_iter()
+            .filter(|(status, _)| state == "any" || *status == state)
+            .map(|(_, json)| json)
+    }))
 }
 
 /// `GET /v1/health/service/NAME`: `[{Node, Service, Checks}]`.
@@ -237,6 +267,43 @@ mod tests {
         let body = health_service(&[e], "dc1", "mini");
         assert!(body.contains(r#""CheckID":"_service_maintenance:web1""#));
         assert!(body.contains(r#""Status":"critical""#));
+    }
+
+    #[test]
+    fn health_state_lists_checks_of_every_instance_filtered_by_status() {
+        let a = entry(&[], &[]);
+        let b = Entry {
+            id: "web2",
+            health: Health::Warning,
+            draining: true,
+            ..entry(&[], &[])
+        };
+        let statuses = |state: &str| -> Vec<(String, String)> {
+            let body = health_state(&[a, b], "mini", state);
+            let v = crate::jsonread::parse(body.as_bytes()).unwrap();
+            let list = v.as_array().unwrap();
+            list.iter()
+                .map(|c| {
+                    let s = |k: &str| c.get(k).unwrap().as_str().unwrap().to_string();
+                    (s("CheckID"), s("Status"))
+                })
+                .collect()
+        };
+        let pair = |id: &str, st: &str| (id.to_string(), st.to_string());
+        assert_eq!(
+            statuses("any"),
+            [
+                pair("service:web1", "passing"),
+                pair("service:web2", "warning"),
+                pair("_service_maintenance:web2", "critical"),
+            ]
+        );
+        assert_eq!(statuses("passing"), [pair("service:web1", "passing")]);
+        assert_eq!(
+            statuses("critical"),
+            [pair("_service_maintenance:web2", "critical")]
+        );
+        assert_eq!(statuses("warning"), [pair("service:web2", "warning")]);
     }
 
     #[test]
