@@ -1,7 +1,7 @@
 //! The Consul door: Debian's python3-consul (`tests/doors/python_consul.py`, run with
 //! `/usr/bin/python3`) against a real registry, and raw HTTP for what a client library hides: the
-//! blocking-query headers, `index`/`wait` timing, `?passing`, maintenance, TTL checks, the token, and
-//! one set of instances across every door.
+//! blocking-query headers, `index`/`wait` timing, `?passing`, maintenance, TTL checks, the token,
+//! `/v1/health/state`, the empty KV, and one set of instances across every door.
 
 mod common;
 
@@ -131,6 +131,8 @@ fn python_consul_registers_reads_blocks_and_deregisters() {
             "catalog.services ok",
             "blocking query returned on the change",
             "maintenance ok",
+            "health.state ok",
+            "kv.get ok",
             "deregistered",
             "ttl check ok",
         ],
@@ -232,7 +234,11 @@ fn blocking_queries_wait_out_their_wait_or_return_on_a_change() {
 
     // A change wakes it long before its 20 s wait: registered once the query is waiting (the
     // registry's watcher gauge says so).
-    for path in ["/v1/health/service/web", "/v1/catalog/services"] {
+    for path in [
+        "/v1/health/service/web",
+        "/v1/catalog/services",
+        "/v1/health/state/any",
+    ] {
         let (_, index) = consul_get(&registry.addr, path);
         let target = format!("{path}?index={index}&wait=20000ms");
         let addr = registry.addr.clone();
@@ -256,8 +262,17 @@ fn blocking_queries_wait_out_their_wait_or_return_on_a_change() {
         let (body, new_index, took) = blocked.join().expect("the blocking query");
         assert!(new_index > index, "{new_index} after {index}");
         assert!(took < Duration::from_secs(10), "woke after {took:?}");
-        if body.as_array().is_some() {
-            assert!(ids(&body).contains(&format!("web-{port}")), "{body:?}");
+        // Health entries name the instance in `Service.ID`, state checks in `ServiceID`.
+        if let Some(rows) = body.as_array() {
+            let listed: Vec<&str> = rows
+                .iter()
+                .filter_map(|r| r.path(&["Service", "ID"]).or_else(|| r.get("ServiceID")))
+                .filter_map(Value::as_str)
+                .collect();
+            assert!(
+                listed.contains(&format!("web-{port}").as_str()),
+                "{path}: {body:?}"
+            );
         }
     }
 
@@ -464,4 +479,81 @@ fn a_registration_without_address_takes_the_callers_address() {
         Some("127.0.0.1")
     );
     assert_eq!(first.get("ServicePort").and_then(Value::as_i64), Some(8123));
+}
+
+#[test]
+fn health_state_lists_checks_and_kv_reads_block_on_an_empty_store() {
+    let registry = Proc::registry(FAST);
+    for (id, port) in [("web1", 18011), ("web2", 18012)] {
+        let body = format!(r#"{{"Name":"web","ID":"{id}","Address":"127.0.0.1","Port":{port}}}"#);
+        assert_eq!(register(&registry.addr, &body).0, 200);
+    }
+    let (status, _) = put(
+        &registry.addr,
+        "/v1/agent/service/maintenance/web2?enable=true",
+        "",
+    );
+    assert_eq!(status, 200);
+    let checks = |state: &str| -> Vec<(String, String)> {
+        let (body, _) = consul_get(&registry.addr, &format!("/v1/health/state/{state}"));
+        let mut out: Vec<(String, String)> = body
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|c| {
+                let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                assert_eq!(s("ServiceName"), "web");
+                (s("CheckID"), s("Status"))
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        checks("any"),
+        [
+            pair("_service_maintenance:web2", "critical"),
+            pair("service:web1", "passing"),
+            pair("service:web2", "passing"),
+        ]
+    );
+    assert_eq!(
+        checks("critical"),
+        [pair("_service_maintenance:web2", "critical")]
+    );
+    assert_eq!(checks("warning"), []);
+    let resp = request(&registry.addr, "GET", "/v1/health/state/bogus", "", "");
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(
+        resp.text(),
+        "unknown check state bogus (one of any, passing, warning, critical)\n"
+    );
+
+    // A key is absent, with the store's index: at once without an index...
+    let resp = request(&registry.addr, "GET", "/v1/kv/fabio/config", "", "");
+    assert_eq!(resp.status, 404, "{}", resp.text());
+    assert_eq!(resp.header("X-Consul-Index"), Some("1"));
+    // ...and only when the wait is over with one, since the store never changes.
+    let started = Instant::now();
+    let resp = request(
+        &registry.addr,
+        "GET",
+        "/v1/kv/fabio/config?recurse&index=1&wait=500ms",
+        "",
+        "",
+    );
+    let took = started.elapsed();
+    assert_eq!(resp.status, 404);
+    assert_eq!(resp.header("X-Consul-Index"), Some("1"));
+    assert!(
+        took >= Duration::from_millis(450),
+        "answered after {took:?}"
+    );
+    let resp = request(&registry.addr, "PUT", "/v1/kv/fabio/config", "", "x");
+    assert_eq!(resp.status, 501, "{}", resp.text());
+    assert_eq!(
+        resp.text(),
+        "mini keeps no key/value store: KV writes are not supported\n"
+    );
 }

@@ -12,6 +12,8 @@
 //! | `GET /v1/agent/self`, `GET /v1/status/leader` | Prometheus, Fabio, python-consul |
 //! | `GET /v1/catalog/services`, `GET /v1/catalog/service/NAME` | Prometheus, Traefik, Fabio |
 //! | `GET /v1/health/service/NAME[?passing][&tag=T]` | Prometheus, consul-template, Traefik |
+//! | `GET /v1/health/state/{any,passing,warning,critical}` | Fabio, Traefik (watching checks) |
+//! | `GET /v1/kv/KEY` (always absent: 404 with an index; blocking reads wait out `wait`), writes 501 | Fabio, consul-template, python-consul |
 
 mod register;
 pub mod render;

@@ -12,23 +12,55 @@
 
 use super::auth::Kind;
 use super::state::{Change, Instance};
-use super::watch::ANY_SERVICE;
 use super::Shared;
 use crate::consul::{self, render, ConsulCheck, ConsulRegistration};
-use crate::dns::{Endpoint, HostKind, Lookup, Source};
 use crate::http::router::{printable, Router};
 use crate::http::{Request, Response};
-use crate::view::{Health, InstanceView};
+
 use crate::{duration, promsd, rt};
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+mod catalog;
+mod dns;
+mod kv;
 
 /// A blocking query's wait when it names none (Consul's 5 minutes).
 pub const CONSUL_DEFAULT_WAIT: Duration = Duration::from_secs(300);
 /// Longest blocking wait (Consul's 10 minutes); jitter of up to wait/16 comes on top, as Consul's.
 pub const CONSUL_MAX_WAIT: Duration = Duration::from_secs(600);
+/// A blocking query's parameters: `wait` (Go duration, capped, with Consul's jitter of up to
+/// wait/16 added) and `index` (none: answer at once).
+struct BlockingQuery {
+    wait: Duration,
+    index: Option<u64>,
+}
+
+impl BlockingQuery {
+    fn of(req: &Request<'_>) -> Result<BlockingQuery, Response> {
+        let wait = match req.query("wait") {
+            None => CONSUL_DEFAULT_WAIT,
+            Some(w) => match duration::parse_go(&w) {
+                Ok(w) => w.min(CONSUL_MAX_WAIT),
+                Err(why) => return Err(Response::error(400, format_args!("bad wait: {why}"))),
+            },
+        };
+        let index = match req.query("index") {
+            None => None,
+            Some(i) => match i.parse::<u64>() {
+                Ok(i) => Some(i),
+                Err(_) => return Err(Response::error(400, "bad index: not a number")),
+            },
+        };
+        let jitter = wait / 16;
+        Ok(BlockingQuery {
+            wait: wait + jitter.mul_f64(fastrand::f64()),
+            index,
+        })
+    }
+}
+
 /// Lease of a Consul registration without a TTL check: it lives until deregistered (a century).
 pub const NO_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
@@ -46,6 +78,8 @@ pub(super) enum Door {
     CatalogServices,
     CatalogService,
     HealthService,
+    HealthState,
+    Kv,
     PromSd,
 }
 
@@ -63,6 +97,8 @@ pub(super) const DOOR_NAMES: &[&str] = &[
     "consulCatalogServices",
     "consulCatalogService",
     "consulHealthService",
+    "consulHealthState",
+    "consulKv",
     "prometheusSd",
 ];
 
@@ -75,6 +111,7 @@ impl Door {
             | Door::Pass
             | Door::Warn
             | Door::Fail => Kind::Write,
+            // A KV write is refused either way; a read is a read.
             _ => Kind::Read,
         }
     }
@@ -97,6 +134,7 @@ const TABLE: &[(&str, &str, Door)] = &[
     ("GET", "/v1/catalog/services", Door::CatalogServices),
     ("GET", "/v1/catalog/service/{}", Door::CatalogService),
     ("GET", "/v1/health/service/{}", Door::HealthService),
+    ("GET", "/v1/health/state/{}", Door::HealthState),
     ("GET", promsd::PATH, Door::PromSd),
 ];
 
@@ -105,6 +143,7 @@ const PREFIXES: &[&str] = &[
     "/v1/agent/",
     "/v1/catalog/",
     "/v1/health/",
+    "/v1/kv/",
     "/v1/status/",
     "/v1/sd/",
 ];
@@ -220,6 +259,17 @@ impl Doors {
     /// Answers a request to a door; the route's index among [`DOOR_NAMES`] for metrics, if one
     /// matched.
     pub(super) async fn answer(&self, req: &Request<'_>) -> (Option<Door>, Response) {
+        if let Some(key) = req.path().strip_prefix(kv::PREFIX) {
+            let kind = if req.method() == "GET" {
+                Kind::Read
+            } else {
+                Kind::Write
+            };
+            if let Err(denied) = self.shared.config.access.check(req, kind) {
+                return (Some(Door::Kv), denied);
+            }
+            return (Some(Door::Kv), kv::answer(req, key).await);
+        }
         let (door, params) = match self.router.find_path(req.method(), req.path()) {
             Ok(found) => found,
             Err(miss) => return (None, miss.response(req.method(), req.path())),
@@ -253,6 +303,17 @@ impl Doors {
                     Err(_) => consul_json("[]".into(), 1),
                 }
             }
+            Door::HealthState if !render::CHECK_STATES.contains(&param) => Response::error(
+                400,
+                format_args!(
+                    "unknown check state {} (one of {})",
+                    printable(param),
+                    render::CHECK_STATES.join(", ")
+                ),
+            ),
+            Door::HealthState => self.blocking(req, Some((door, param))).await,
+            // Answered above, before the table (a key may hold any number of `/`).
+            Door::Kv => Response::error(404, "no such route"),
             Door::PromSd => self.prometheus(req),
         };
         (Some(door), resp)
@@ -407,208 +468,5 @@ impl Doors {
             k.warning = warning == Some(true);
         }
         Response::json(200, String::new())
-    }
-
-    /// Catalog and health answers, blocking while `index` is given and not yet passed.
-    async fn blocking(&self, req: &Request<'_>, service: Option<(Door, &str)>) -> Response {
-        let wait = match req.query("wait") {
-            None => CONSUL_DEFAULT_WAIT,
-            Some(w) => match duration::parse_go(&w) {
-                Ok(w) => w.min(CONSUL_MAX_WAIT),
-                Err(why) => return Response::error(400, format_args!("bad wait: {why}")),
-            },
-        };
-        let since = match req.query("index") {
-            None => None,
-            Some(i) => match i.parse::<u64>() {
-                Ok(i) => Some(i),
-                Err(_) => return Response::error(400, "bad index: not a number"),
-            },
-        };
-        let key = service.map_or(ANY_SERVICE, |(_, s)| s);
-        if let Some(since) = since.filter(|s| *s > 0) {
-            let jitter = wait / 16;
-            let wait = wait + jitter.mul_f64(fastrand::f64());
-            let deadline = std::time::Instant::now() + wait;
-            loop {
-                let Ok(sub) = self.shared.watchers.subscribe(key) else {
-                    return Response::error(503, "too many watchers");
-                };
-                if self.index(service.map(|(_, s)| s)) > since {
-                    break;
-                }
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() || rt::timeout(left, sub.changed()).await.is_none() {
-                    break;
-                }
-            }
-        }
-        match service {
-            None => self.catalog_services(),
-            Some((Door::CatalogService, s)) => self.service_rows(req, s, false),
-            Some((_, s)) => self.service_rows(req, s, true),
-        }
-    }
-
-    fn index(&self, service: Option<&str>) -> u64 {
-        let state = self.shared.state();
-        match service {
-            Some(s) => state.index(s),
-            None => state.global_index(),
-        }
-    }
-
-    fn catalog_services(&self) -> Response {
-        let (mut services, index) = {
-            let state = self.shared.state();
-            let services: Vec<(String, Vec<String>)> = state
-                .each_service()
-                .map(|(name, slots, _)| {
-                    let mut tags: Vec<String> = slots
-                        .iter()
-                        .flat_map(|i| i.spec.tags.iter().cloned())
-                        .collect();
-                    tags.sort_unstable();
-                    tags.dedup();
-                    (name.to_string(), tags)
-                })
-                .collect();
-            (services, state.global_index())
-        };
-        services.sort_unstable();
-        consul_json(render::catalog_services(&services), index)
-    }
-
-    /// The instances of `service` as rows, sorted by address; the service's index.
-    fn rows(&self, service: &str) -> (Vec<Row>, u64) {
-        let state = self.shared.state();
-        match state.service_view(service) {
-            Some((slots, index)) => {
-                let mut rows: Vec<Row> = slots.iter().map(|i| row(service, i, index)).collect();
-                rows.sort_unstable_by(|a, b| a.addr.cmp(&b.addr));
-                (rows, index)
-            }
-            None => (Vec::new(), state.index(service)),
-        }
-    }
-
-    /// Consul IDs and TTL warnings of `rows`, read after the state lock is released.
-    fn ids_of(&self, rows: &[Row]) -> Vec<(String, bool)> {
-        let ids = rt::lock(&self.ids);
-        rows.iter()
-            .map(|r| {
-                let key = (r.service.clone(), r.addr.clone());
-                match ids.by_key.get(&key) {
-                    Some(id) => (id.clone(), ids.by_id.get(id).is_some_and(|k| k.warning)),
-                    None => (r.addr.clone(), false),
-                }
-            })
-            .collect()
-    }
-
-    fn service_rows(&self, req: &Request<'_>, service: &str, health: bool) -> Response {
-        let (mut rows, index) = self.rows(service);
-        let tags: Vec<Cow<'_, str>> = req
-            .query_pairs()
-            .filter(|(k, _)| k == "tag")
-            .map(|(_, v)| v)
-            .collect();
-        rows.retain(|r| tags.iter().all(|t| r.tags.iter().any(|x| x == t)));
-        let ids = self.ids_of(&rows);
-        let mut views: Vec<InstanceView<'_>> = rows
-            .iter()
-            .zip(&ids)
-            .map(|(r, (id, warning))| view(r, id, *warning))
-            .collect();
-        if health && req.query("passing").is_some() {
-            views.retain(InstanceView::passing);
-        }
-        views.sort_by(|a, b| a.id.cmp(b.id));
-        let dc = &self.shared.config.datacenter;
-        let body = if health {
-            render::health_service(&views, dc, consul::NODE_NAME)
-        } else {
-            render::catalog_service(&views, dc, consul::NODE_NAME)
-        };
-        consul_json(body, index)
-    }
-
-    fn prometheus(&self, req: &Request<'_>) -> Response {
-        let service = req.query("service");
-        let tags: Vec<Cow<'_, str>> = req
-            .query_pairs()
-            .filter(|(k, _)| k == "tag")
-            .map(|(_, v)| v)
-            .collect();
-        let mut rows = Vec::new();
-        {
-            let state = self.shared.state();
-            for (name, slots, index) in state.each_service() {
-                if service.as_deref().is_some_and(|s| s != name) {
-                    continue;
-                }
-                rows.extend(
-                    slots
-                        .iter()
-                        .filter(|i| i.spec.has_tags(&tags))
-                        .map(|i| row(name, i, index)),
-                );
-            }
-        }
-        rows.sort_unstable_by(|a, b| (&a.service, &a.addr).cmp(&(&b.service, &b.addr)));
-        let ids = self.ids_of(&rows);
-        let views: Vec<InstanceView<'_>> = rows
-            .iter()
-            .zip(&ids)
-            .map(|(r, (id, warning))| view(r, id, *warning))
-            .collect();
-        Response::json(200, promsd::render(&views))
-    }
-}
-
-fn view<'a>(r: &'a Row, id: &'a str, warning: bool) -> InstanceView<'a> {
-    InstanceView {
-        id,
-        service: &r.service,
-        host: &r.host,
-        port: r.port,
-        tags: &r.tags,
-        meta: &r.meta,
-        weight: r.weight,
-        health: match (r.excluded, warning) {
-            (true, _) => Health::Critical,
-            (false, true) => Health::Warning,
-            (false, false) => Health::Passing,
-        },
-        draining: r.draining,
-        index: r.index,
-    }
-}
-
-impl Source for Shared {
-    /// The pickable instances of `service` (healthy, not draining, carrying `tag`), under the lock.
-    fn lookup(&self, service: &str, tag: Option<&str>, out: &mut Vec<Endpoint>) -> Lookup {
-        let state = self.state();
-        let Some((slots, _)) = state.service_view_ignore_case(service) else {
-            return Lookup::Unknown;
-        };
-        let tagged = |i: &&Instance| {
-            tag.is_none_or(|t| i.spec.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
-        };
-        out.extend(
-            slots
-                .iter()
-                .filter(|i| i.pickable())
-                .filter(tagged)
-                .map(|i| {
-                    let (host, port) = split(&i.addr);
-                    Endpoint {
-                        host: HostKind::parse(host),
-                        port,
-                        weight: i.spec.weight,
-                    }
-                }),
-        );
-        Lookup::Found
     }
 }

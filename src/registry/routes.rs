@@ -77,6 +77,8 @@ pub const ROUTE_NAMES: &[&str] = &[
     "consulCatalogServices",
     "consulCatalogService",
     "consulHealthService",
+    "consulHealthState",
+    "consulKv",
     "prometheusSd",
     "unmatched",
 ];

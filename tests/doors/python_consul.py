@@ -3,7 +3,8 @@
 Usage: python_consul.py REGISTRY_HOST REGISTRY_PORT SERVICE_PORT SECOND_PORT [THIRD_PORT]
 Registers `web` with a TCP check on SERVICE_PORT, waits until health.service(passing=True) has it,
 runs a blocking query that must return on a change (a second instance registering), puts one in
-maintenance and back, deregisters both; with THIRD_PORT, registers `worker` with a TTL check on it
+maintenance and back, reads health.state and an absent KV key (at once and blocking),
+deregisters both; with THIRD_PORT, registers `worker` with a TTL check on it
 and drives the check with ttl_pass/ttl_warn/ttl_fail. Prints one line per step and exits 0, or
 raises.
 """
@@ -74,8 +75,24 @@ print("blocking query returned on the change after %.2fs" % result["took"])
 assert c.agent.service.maintenance("web1", "true")
 index, nodes = c.health.service("web", passing=True)
 assert [n["Service"]["ID"] for n in nodes] == ["web2"], nodes
+# What Fabio and Traefik watch: every check, the maintenance one critical.
+index, checks = c.health.state("critical")
+assert [ch["CheckID"] for ch in checks] == ["_service_maintenance:web1"], checks
 assert c.agent.service.maintenance("web1", "false")
 print("maintenance ok")
+
+index, checks = c.health.state("any")
+assert {ch["ServiceID"] for ch in checks} == {"web1", "web2"}, checks
+print("health.state ok")
+
+# mini keeps no KV: a key is absent (with an index), and a blocking read waits out its wait.
+index, value = c.kv.get("fabio/config")
+assert value is None and int(index) == 1, (index, value)
+started = time.time()
+again, value = c.kv.get("fabio/config", index=index, wait="300ms")
+assert value is None and again == index, (again, value)
+assert time.time() - started >= 0.25, "a blocking KV read answered at once"
+print("kv.get ok")
 
 assert c.agent.service.deregister("web1")
 assert c.agent.service.deregister("web2")

@@ -1,0 +1,209 @@
+//! The read side of the Consul door and Prometheus SD: catalog, health and state answers over the
+//! state's instances, as blocking queries.
+
+use super::{consul_json, row, BlockingQuery, Door, Doors, Row};
+use crate::consul::{self, render};
+use crate::http::Request;
+use crate::http::Response;
+use crate::promsd;
+use crate::registry::watch::ANY_SERVICE;
+use crate::rt;
+use crate::view::{Health, InstanceView};
+use std::borrow::Cow;
+
+impl Doors {
+    /// Catalog and health answers, blocking while `index` is given and not yet passed.
+    pub(super) async fn blocking(
+        &self,
+        req: &Request<'_>,
+        service: Option<(Door, &str)>,
+    ) -> Response {
+        let (wait, since) = match BlockingQuery::of(req) {
+            Ok(query) => (query.wait, query.index),
+            Err(resp) => return resp,
+        };
+        // A state query is about every service; the others about the one they name.
+        let scope = service
+            .filter(|(door, _)| *door != Door::HealthState)
+            .map(|(_, s)| s);
+        let key = scope.unwrap_or(ANY_SERVICE);
+        if let Some(since) = since.filter(|s| *s > 0) {
+            let deadline = std::time::Instant::now() + wait;
+            loop {
+                let Ok(sub) = self.shared.watchers.subscribe(key) else {
+                    return Response::error(503, "too many watchers");
+                };
+                if self.index(scope) > since {
+                    break;
+                }
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() || rt::timeout(left, sub.changed()).await.is_none() {
+                    break;
+                }
+            }
+        }
+        match service {
+            None => self.catalog_services(),
+            Some((Door::CatalogService, s)) => self.service_rows(req, s, false),
+            Some((Door::HealthState, s)) => self.health_state(s),
+            Some((_, s)) => self.service_rows(req, s, true),
+        }
+    }
+
+    fn index(&self, service: Option<&str>) -> u64 {
+        let state = self.shared.state();
+        match service {
+            Some(s) => state.index(s),
+            None => state.global_index(),
+        }
+    }
+
+    fn catalog_services(&self) -> Response {
+        let (mut services, index) = {
+            let state = self.shared.state();
+            let services: Vec<(String, Vec<String>)> = state
+                .each_service()
+                .map(|(name, slots, _)| {
+                    let mut tags: Vec<String> = slots
+                        .iter()
+                        .flat_map(|i| i.spec.tags.iter().cloned())
+                        .collect();
+                    tags.sort_unstable();
+                    tags.dedup();
+                    (name.to_string(), tags)
+                })
+                .collect();
+            (services, state.global_index())
+        };
+        services.sort_unstable();
+        consul_json(render::catalog_services(&services), index)
+    }
+
+    /// The instances of `service` as rows, sorted by address; the service's index.
+    fn rows(&self, service: &str) -> (Vec<Row>, u64) {
+        let state = self.shared.state();
+        match state.service_view(service) {
+            Some((slots, index)) => {
+                let mut rows: Vec<Row> = slots.iter().map(|i| row(service, i, index)).collect();
+                rows.sort_unstable_by(|a, b| a.addr.cmp(&b.addr));
+                (rows, index)
+            }
+            None => (Vec::new(), state.index(service)),
+        }
+    }
+
+    /// Consul IDs and TTL warnings of `rows`, read after the state lock is released.
+    fn ids_of(&self, rows: &[Row]) -> Vec<(String, bool)> {
+        let ids = rt::lock(&self.ids);
+        rows.iter()
+            .map(|r| {
+                let key = (r.service.clone(), r.addr.clone());
+                match ids.by_key.get(&key) {
+                    Some(id) => (id.clone(), ids.by_id.get(id).is_some_and(|k| k.warning)),
+                    None => (r.addr.clone(), false),
+                }
+            })
+            .collect()
+    }
+
+    fn service_rows(&self, req: &Request<'_>, service: &str, health: bool) -> Response {
+        let (mut rows, index) = self.rows(service);
+        let tags: Vec<Cow<'_, str>> = req
+            .query_pairs()
+            .filter(|(k, _)| k == "tag")
+            .map(|(_, v)| v)
+            .collect();
+        rows.retain(|r| tags.iter().all(|t| r.tags.iter().any(|x| x == t)));
+        let ids = self.ids_of(&rows);
+        let mut views: Vec<InstanceView<'_>> = rows
+            .iter()
+            .zip(&ids)
+            .map(|(r, (id, warning))| view(r, id, *warning))
+            .collect();
+        if health && req.query("passing").is_some() {
+            views.retain(InstanceView::passing);
+        }
+        views.sort_by(|a, b| a.id.cmp(b.id));
+        let dc = &self.shared.config.datacenter;
+        let body = if health {
+            render::health_service(&views, dc, consul::NODE_NAME)
+        } else {
+            render::catalog_service(&views, dc, consul::NODE_NAME)
+        };
+        consul_json(body, index)
+    }
+
+    /// The rows of every service (or only `service`) carrying `tags`, sorted by service and
+    /// address; read under the lock, released before IDs are looked up.
+    fn all_rows(&self, service: Option<&str>, tags: &[Cow<'_, str>]) -> Vec<Row> {
+        let mut rows = Vec::new();
+        {
+            let state = self.shared.state();
+            for (name, slots, index) in state.each_service() {
+                if service.is_some_and(|s| s != name) {
+                    continue;
+                }
+                rows.extend(
+                    slots
+                        .iter()
+                        .filter(|i| i.spec.has_tags(tags))
+                        .map(|i| row(name, i, index)),
+                );
+            }
+        }
+        rows.sort_unstable_by(|a, b| (&a.service, &a.addr).cmp(&(&b.service, &b.addr)));
+        rows
+    }
+
+    /// `GET /v1/health/state/STATE`: the checks of every instance in `state`, with the global index.
+    fn health_state(&self, state: &str) -> Response {
+        let index = self.index(None);
+        let rows = self.all_rows(None, &[]);
+        let ids = self.ids_of(&rows);
+        let views: Vec<InstanceView<'_>> = rows
+            .iter()
+            .zip(&ids)
+            .map(|(r, (id, warning))| view(r, id, *warning))
+            .collect();
+        consul_json(
+            render::health_state(&views, consul::NODE_NAME, state),
+            index,
+        )
+    }
+
+    pub(super) fn prometheus(&self, req: &Request<'_>) -> Response {
+        let service = req.query("service");
+        let tags: Vec<Cow<'_, str>> = req
+            .query_pairs()
+            .filter(|(k, _)| k == "tag")
+            .map(|(_, v)| v)
+            .collect();
+        let rows = self.all_rows(service.as_deref(), &tags);
+        let ids = self.ids_of(&rows);
+        let views: Vec<InstanceView<'_>> = rows
+            .iter()
+            .zip(&ids)
+            .map(|(r, (id, warning))| view(r, id, *warning))
+            .collect();
+        Response::json(200, promsd::render(&views))
+    }
+}
+
+fn view<'a>(r: &'a Row, id: &'a str, warning: bool) -> InstanceView<'a> {
+    InstanceView {
+        id,
+        service: &r.service,
+        host: &r.host,
+        port: r.port,
+        tags: &r.tags,
+        meta: &r.meta,
+        weight: r.weight,
+        health: match (r.excluded, warning) {
+            (true, _) => Health::Critical,
+            (false, true) => Health::Warning,
+            (false, false) => Health::Passing,
+        },
+        draining: r.draining,
+        index: r.index,
+    }
+}
