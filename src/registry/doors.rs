@@ -330,21 +330,20 @@ impl Doors {
         Response::json(200, String::new())
     }
 
-    /// The instance a Consul ID names: one registered here by ID, else `HOST:PORT` of any service.
+    /// The instance a Consul ID names: one registered here by ID, else `HOST:PORT` in the first
+    /// service by name that holds it (a lookup in each service's address index, no walk over the
+    /// instances).
     fn resolve(&self, id: &str) -> Option<Known> {
         if let Some(known) = rt::lock(&self.ids).by_id.get(id).cloned() {
             return Some(known);
         }
-        let state = self.shared.state();
-        let found = state.each_service().find_map(|(name, slots, _)| {
-            slots.iter().find(|i| &*i.addr == id).map(|i| Known {
-                service: name.to_string(),
-                addr: i.addr.to_string(),
-                ttl: None,
-                warning: false,
-            })
-        });
-        found
+        let service = self.shared.state().service_of(id)?.to_string();
+        Some(Known {
+            service,
+            addr: id.to_string(),
+            ttl: None,
+            warning: false,
+        })
     }
 
     fn unknown(id: &str) -> Response {
@@ -585,6 +584,9 @@ fn view<'a>(r: &'a Row, id: &'a str, warning: bool) -> InstanceView<'a> {
         index: r.index,
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 impl Source for Shared {
     /// The pickable instances of `service` (healthy, not draining, carrying `tag`), under the lock.

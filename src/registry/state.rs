@@ -531,6 +531,16 @@ impl Registry {
         })
     }
 
+    /// The service holding `addr`, the first by name when several do: one hash lookup per service,
+    /// so O(services) (at most [`Limits::max_services`]), whatever the number of instances.
+    pub fn service_of(&self, addr: &str) -> Option<&str> {
+        self.services
+            .iter()
+            .filter(|(_, svc)| svc.position(addr).is_some())
+            .map(|(name, _)| name.as_str())
+            .min()
+    }
+
     /// A summary of every service, sorted by name, for listings.
     pub fn services(&self) -> Vec<ServiceSummary> {
         let mut out: Vec<ServiceSummary> = self
