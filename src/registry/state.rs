@@ -623,13 +623,15 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
-    const TTL: Duration = Duration::from_secs(10);
+    /// The lease the state tests register with.
+    pub(super) const TTL: Duration = Duration::from_secs(10);
 
-    fn secs(s: u64) -> Duration {
+    pub(super) fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
     }
 
-    fn reg() -> Registry {
+    /// An empty registry with the default limits.
+    pub(super) fn reg() -> Registry {
         Registry::new(Limits::default())
     }
 
