@@ -34,6 +34,28 @@ pub struct HttpCounts {
     counts: Vec<[Counter; STATUSES.len()]>,
 }
 
+/// Lists of route names joined into one array of exactly `N` (their total length), at compile
+/// time: a role's own routes and another's, say, for one [`HttpCounts`].
+///
+/// ```
+/// const NAMES: [&str; 3] = mini::metrics::join_names(&[&["add", "alive"], &["unmatched"]]);
+/// assert_eq!(NAMES, ["add", "alive", "unmatched"]);
+/// ```
+pub const fn join_names<const N: usize>(parts: &[&[&'static str]]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let (mut n, mut p) = (0, 0);
+    while p < parts.len() {
+        let mut i = 0;
+        while i < parts[p].len() {
+            out[n] = parts[p][i];
+            (n, i) = (n + 1, i + 1);
+        }
+        p += 1;
+    }
+    assert!(n == N, "N is not the total length of the parts");
+    out
+}
+
 impl HttpCounts {
     /// Counters for these route names (index `i` in [`HttpCounts::record`] is `routes[i]`).
     pub fn new(routes: &'static [&'static str]) -> HttpCounts {

@@ -5,12 +5,14 @@
 //! Timeout tests use short limits and only check that the outcome arrives; every wait is bounded by
 //! a socket timeout, a hang guard only.
 
+mod common;
+
+use common::doors::{self, program, Dig};
 use mini::dns::decode::{parse_message, RData};
 use mini::dns::wire::{flag, name_from_str, rcode};
 use mini::dns::{DnsConfig, DnsMetrics, DnsServer, Endpoint, HostKind, Lookup, Source, TcpLimits};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -67,67 +69,10 @@ fn shared() -> SocketAddr {
     *ADDR.get_or_init(|| start(TcpLimits::default()).0)
 }
 
-/// What dig printed, split up.
-struct Dig {
-    status: String,
-    flags: Vec<String>,
-    answer: Vec<String>,
-    authority: Vec<String>,
-    additional: Vec<String>,
-    text: String,
-}
-
 /// Runs dig against the shared server; `None` (after printing a skip) when dig is not installed.
 fn dig(args: &[&str]) -> Option<Dig> {
-    let addr = shared();
-    let port = addr.port().to_string();
-    let mut cmd = Command::new("dig");
-    cmd.args(["@127.0.0.1", "-p", &port, "+time=2", "+tries=2"])
-        .args(args);
-    let out = match cmd.output() {
-        Ok(out) => out,
-        Err(e) => {
-            eprintln!("skipped: dig is not available ({e}); apt-get install bind9-dnsutils");
-            return None;
-        }
-    };
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "dig {args:?} failed:\n{text}");
-    let mut dig = Dig {
-        status: String::new(),
-        flags: Vec::new(),
-        answer: Vec::new(),
-        authority: Vec::new(),
-        additional: Vec::new(),
-        text: text.clone(),
-    };
-    let mut section = None;
-    for line in text.lines() {
-        if let Some(rest) = line.split("status: ").nth(1) {
-            dig.status = rest.split(',').next().unwrap_or("").to_string();
-        }
-        if let Some(rest) = line.strip_prefix(";; flags: ") {
-            let flags = rest.split(';').next().unwrap_or("");
-            dig.flags = flags.split_whitespace().map(String::from).collect();
-        }
-        if line.starts_with(";; ") && line.ends_with("SECTION:") {
-            section = Some(line.to_string());
-            continue;
-        }
-        if line.trim().is_empty() {
-            section = None;
-            continue;
-        }
-        let Some(name) = &section else { continue };
-        let rec = line.split_whitespace().collect::<Vec<_>>().join(" ");
-        match name.as_str() {
-            ";; ANSWER SECTION:" => dig.answer.push(rec),
-            ";; AUTHORITY SECTION:" => dig.authority.push(rec),
-            ";; ADDITIONAL SECTION:" => dig.additional.push(rec),
-            _ => {}
-        }
-    }
-    Some(dig)
+    program("dig", "bind9-dnsutils")?;
+    Some(doors::dig(shared().port(), args))
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -141,7 +86,7 @@ fn dig_a_records() {
         return;
     };
     assert_eq!(d.status, "NOERROR", "{}", d.text);
-    assert!(d.flags.contains(&"aa".to_string()), "{}", d.text);
+    assert!(d.has_flag("aa"), "{}", d.text);
     assert_eq!(
         sorted(d.answer),
         [1, 2, 3].map(|i| format!("add.service.mini. 0 IN A 127.0.0.{i}")),
@@ -261,7 +206,7 @@ fn dig_seventy_instances_truncate_without_edns_and_fit_in_4096() {
     let Some(d) = dig(&["+noedns", "+ignore", "big.service.mini", "A"]) else {
         return;
     };
-    assert!(d.flags.contains(&"tc".to_string()), "{}", d.text);
+    assert!(d.has_flag("tc"), "{}", d.text);
     assert!(!d.answer.is_empty() && d.answer.len() < 70, "{}", d.text);
     // Without +ignore, dig retries over TCP on TC and gets them all.
     let Some(d) = dig(&["+noedns", "big.service.mini", "A"]) else {
@@ -277,7 +222,7 @@ fn dig_seventy_instances_truncate_without_edns_and_fit_in_4096() {
     let Some(d) = dig(&["+bufsize=4096", "+ignore", "_big._tcp.service.mini", "SRV"]) else {
         return;
     };
-    assert!(!d.flags.contains(&"tc".to_string()), "{}", d.text);
+    assert!(!d.has_flag("tc"), "{}", d.text);
     assert_eq!((d.answer.len(), d.additional.len()), (70, 70), "{}", d.text);
     assert!(d.text.contains("udp: 4096"), "{}", d.text);
 }

@@ -5,22 +5,12 @@
 
 mod common;
 
-use common::doors::{dig, dns_registry, free_port, port_of, program, put, request};
-use common::procs::{eventually, get, Proc};
+use common::doors::{dig, dns_registry, port_of, program, put, request, FAST_PROBES};
+use common::procs::{eventually, free_port, get, Proc};
 use mini::jsonread::{self, Value};
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// The registry timings these tests use: probes every 200 ms, so a check's outcome shows quickly.
-const FAST: &[&str] = &[
-    "--probe-interval",
-    "200ms",
-    "--probe-timeout",
-    "200ms",
-    "--ttl",
-    "2s",
-];
 
 /// `PUT /v1/agent/service/register` with `body`.
 fn register(registry: &str, body: &str) -> (u16, String) {
@@ -96,7 +86,7 @@ fn python_consul_registers_reads_blocks_and_deregisters() {
         );
         return;
     }
-    let registry = Proc::registry(FAST);
+    let registry = Proc::registry(FAST_PROBES);
     // The TCP check's target listens for the whole run; the other two ports need nothing there.
     let service = TcpListener::bind("127.0.0.1:0").expect("bind");
     let service_port = service.local_addr().unwrap().port();
@@ -144,7 +134,7 @@ fn python_consul_registers_reads_blocks_and_deregisters() {
 
 #[test]
 fn every_read_carries_consul_headers_and_a_mini_adder_is_a_consul_service() {
-    let registry = Proc::registry(FAST);
+    let registry = Proc::registry(FAST_PROBES);
     let adder = Proc::adder(&registry.addr);
     eventually("the adder is healthy", || {
         common::procs::healthy(&registry.addr).len() == 1
@@ -210,7 +200,7 @@ fn every_read_carries_consul_headers_and_a_mini_adder_is_a_consul_service() {
 
 #[test]
 fn blocking_queries_wait_out_their_wait_or_return_on_a_change() {
-    let registry = Proc::registry(FAST);
+    let registry = Proc::registry(FAST_PROBES);
     let (status, _) = register(
         &registry.addr,
         r#"{"Name":"web","ID":"web1","Address":"127.0.0.1","Port":18001}"#,
@@ -288,7 +278,7 @@ fn blocking_queries_wait_out_their_wait_or_return_on_a_change() {
 
 #[test]
 fn passing_leaves_out_critical_maintenance_and_unpassed_ttl_instances() {
-    let registry = Proc::registry(FAST);
+    let registry = Proc::registry(FAST_PROBES);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let up = listener.local_addr().unwrap().port();
     let closed = free_port();
@@ -467,7 +457,7 @@ fn the_token_is_taken_from_x_consul_token_or_the_query() {
 
 #[test]
 fn a_registration_without_address_takes_the_callers_address() {
-    let reg = Proc::registry(FAST);
+    let reg = Proc::registry(FAST_PROBES);
     let (status, body) = register(&reg.addr, r#"{"Name":"nohost","ID":"n1","Port":8123}"#);
     assert_eq!(status, 200, "{body}");
     let (listing, _) = consul_get(&reg.addr, "/v1/catalog/service/nohost");
@@ -483,7 +473,7 @@ fn a_registration_without_address_takes_the_callers_address() {
 
 #[test]
 fn health_state_lists_checks_and_kv_reads_block_on_an_empty_store() {
-    let registry = Proc::registry(FAST);
+    let registry = Proc::registry(FAST_PROBES);
     for (id, port) in [("web1", 18011), ("web2", 18012)] {
         let body = format!(r#"{{"Name":"web","ID":"{id}","Address":"127.0.0.1","Port":{port}}}"#);
         assert_eq!(register(&registry.addr, &body).0, 200);

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::doors::{eventually_or_show, http_get, program, start_with_port, TempDir};
+use common::doors::{eventually_or_show, http_get, program, start_with_port, TempDir, FAST_PROBES};
 use common::procs::{eventually, Proc};
 use mini::jsonread::{self, Value};
 use std::collections::BTreeMap;
@@ -56,14 +56,7 @@ fn all_up(targets: &Option<Targets>, adders: &[&str]) -> bool {
 /// Three adders on a fresh registry (fast probes, so a killed one is excluded in a fraction of a
 /// second), all three healthy.
 fn registry_and_adders() -> (Proc, Vec<Proc>) {
-    let registry = Proc::registry(&[
-        "--probe-interval",
-        "200ms",
-        "--probe-timeout",
-        "200ms",
-        "--ttl",
-        "2s",
-    ]);
+    let registry = Proc::registry(FAST_PROBES);
     let adders: Vec<Proc> = (0..3).map(|_| Proc::adder(&registry.addr)).collect();
     eventually("three healthy adders", || {
         common::procs::healthy(&registry.addr).len() == 3

@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::procs::{eventually, get, healthy, listed, mini, tally, Proc, PROC_DEADLINE};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use common::procs::{
+    eventually, exit_status, get, healthy, listed, mini, send_signal, tally, Proc,
+};
+use std::process::{ExitStatus, Stdio};
 
 /// Fast timings: probes every 200 ms, a lease of 2 s.
 const FAST: &[&str] = &[
@@ -19,23 +20,12 @@ const FAST: &[&str] = &[
 
 /// Sends SIGTERM to `proc` without waiting.
 fn sigterm(proc: &Proc) {
-    let status = Command::new("kill")
-        .args(["-TERM", &proc.child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -TERM failed");
+    assert!(send_signal(proc.child.id(), "TERM"), "kill -TERM failed");
 }
 
-/// Waits for `proc` to exit, bounded by [`PROC_DEADLINE`].
+/// Waits for `proc` to exit, bounded by `procs::PROC_DEADLINE`.
 fn wait(proc: &mut Proc) -> ExitStatus {
-    let deadline = Instant::now() + PROC_DEADLINE;
-    loop {
-        if let Some(status) = proc.child.try_wait().expect("try_wait") {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "it did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    exit_status(&mut proc.child).expect("it did not exit after SIGTERM")
 }
 
 /// `Some(draining)` for `addr` in the JSON listing of `add`, `None` when the listing lacks the field

@@ -144,3 +144,22 @@ fn a_call_to_a_silent_adder_times_out_and_moves_on() {
     }
     panic!("16 calls never picked the silent adder first");
 }
+
+#[test]
+fn a_client_offered_only_failing_adders_gives_up_naming_them() {
+    let reg = Proc::registry(&["--probe-interval", "60s"]);
+    let bad = [fake(Fault::ServerError), fake(Fault::Truncated)];
+    for addr in &bad {
+        register(&reg.addr, addr);
+    }
+    let out = client(&["1", "2", "--registry", &reg.addr]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("every one the registry offered in up to 64 lookups failed"),
+        "{stderr}"
+    );
+    for addr in &bad {
+        assert!(stderr.contains(&format!("{addr} failed")), "{stderr}");
+    }
+}

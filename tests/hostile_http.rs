@@ -11,7 +11,10 @@ mod common;
 
 use async_net::{TcpListener, TcpStream};
 use common::procs::{self, Proc};
-use common::{parse_responses, raw_exchange, within, Client, RawResponse, DEADLINE};
+use common::{
+    assert_error_reply, exchange_once_admitted, parse_responses, raw_exchange, within, Client,
+    RawResponse, DEADLINE,
+};
 use mini::http::server::serve;
 use mini::http::ServerConfig;
 use mini::{adder, registry, rt};
@@ -63,19 +66,6 @@ async fn start_in_process(role: Role, server: ServerConfig) -> SocketAddr {
         }
     }
     addr
-}
-
-/// An error reply: the status, plain text, one line ending in "\n".
-fn assert_error_reply(resp: &RawResponse, status: u16, what: &str) {
-    assert_eq!(resp.status, status, "{what}: {resp:?}");
-    assert_eq!(
-        resp.header("Content-Type"),
-        Some("text/plain; charset=utf-8"),
-        "{what}: {resp:?}"
-    );
-    let text = resp.text();
-    assert!(text.ends_with('\n'), "{what}: {text:?}");
-    assert_eq!(text.matches('\n').count(), 1, "{what}: {text:?}");
 }
 
 fn assert_health(resp: &RawResponse, what: &str) {
@@ -407,6 +397,40 @@ fn bad_registration_fields() -> Vec<(&'static str, String, &'static str, &'stati
     ]
 }
 
+/// Sends `PUT target` with the JSON `body` (the case `what`) on `client`: a one-line 400 whose text
+/// starts with `reason`, and the connection stays open.
+async fn assert_bad_put(client: &mut Client, what: &str, target: &str, body: &str, reason: &str) {
+    let raw = format!(
+        "PUT {target} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    client.send(&raw).await;
+    let resp = client.response().await;
+    assert_error_reply(&resp, 400, what);
+    assert!(resp.text().starts_with(reason), "{what}: {:?}", resp.text());
+    assert_eq!(resp.header("Connection"), None, "{what}: kept open");
+}
+
+/// Sends `METHOD target` without a body on `client`: an error reply with `status` whose text starts
+/// with `reason`; the reply.
+async fn assert_bad_request(
+    client: &mut Client,
+    method: &str,
+    target: &str,
+    status: u16,
+    reason: &str,
+) -> RawResponse {
+    let what = format!("{method} {target}");
+    client
+        .send(format!("{method} {target} HTTP/1.1\r\nHost: t\r\n\r\n"))
+        .await;
+    let resp = client.response().await;
+    assert_error_reply(&resp, status, &what);
+    assert!(resp.text().starts_with(reason), "{what}: {:?}", resp.text());
+    resp
+}
+
 #[test]
 fn every_bad_registration_field_is_400_with_its_reason_and_registers_nothing() {
     let registry = Proc::registry(&["--probe-interval", "60s"]);
@@ -414,16 +438,7 @@ fn every_bad_registration_field_is_400_with_its_reason_and_registers_nothing() {
         let addr = socket(&registry);
         let mut client = Client::connect(addr).await;
         for (what, target, body, reason) in bad_registration_fields() {
-            let raw = format!(
-                "PUT {target} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
-                 Content-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            client.send(&raw).await;
-            let resp = client.response().await;
-            assert_error_reply(&resp, 400, what);
-            assert!(resp.text().starts_with(reason), "{what}: {:?}", resp.text());
-            assert_eq!(resp.header("Connection"), None, "{what}: kept open");
+            assert_bad_put(&mut client, what, &target, body, reason).await;
         }
         // Lookups and listings with more tags than an instance may carry, and drains of nothing.
         for (method, target, status, reason) in [
@@ -458,13 +473,7 @@ fn every_bad_registration_field_is_400_with_its_reason_and_registers_nothing() {
                 "method GET not allowed here",
             ),
         ] {
-            let what = format!("{method} {target}");
-            client
-                .send(format!("{method} {target} HTTP/1.1\r\nHost: t\r\n\r\n"))
-                .await;
-            let resp = client.response().await;
-            assert_error_reply(&resp, status, &what);
-            assert!(resp.text().starts_with(reason), "{what}: {:?}", resp.text());
+            assert_bad_request(&mut client, method, &target, status, reason).await;
         }
         assert_still_serves(addr, "bad registration fields").await;
     });
@@ -598,21 +607,8 @@ fn idle_connections_past_the_cap_are_closed_at_once_and_health_answers_after() {
         }
         drop(idle);
         // Slots free as the server sees each close; a fresh connection is served once one has.
-        let give_up = Instant::now() + DEADLINE;
-        loop {
-            let reply = raw_exchange(addr, HEALTH_CLOSE).await;
-            if !reply.is_empty() {
-                let responses = parse_responses(&reply);
-                assert_eq!(responses.len(), 1, "{responses:?}");
-                assert_health(&responses[0], "after releasing the connections");
-                break;
-            }
-            assert!(
-                Instant::now() < give_up,
-                "no slot freed within {DEADLINE:?}"
-            );
-            Timer::after(Duration::from_millis(10)).await;
-        }
+        let resp = exchange_once_admitted(addr, HEALTH_CLOSE).await;
+        assert_health(&resp, "after releasing the connections");
     });
 }
 
@@ -942,16 +938,8 @@ fn every_bad_consul_registration_is_400_with_one_line_and_registers_nothing() {
         let addr = socket(&registry);
         let mut client = Client::connect(addr).await;
         for (what, body, reason) in bad_consul_registrations() {
-            let raw = format!(
-                "PUT /v1/agent/service/register HTTP/1.1\r\nHost: t\r\n\
-                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            client.send(&raw).await;
-            let resp = client.response().await;
-            assert_error_reply(&resp, 400, what);
-            assert!(resp.text().starts_with(reason), "{what}: {:?}", resp.text());
-            assert_eq!(resp.header("Connection"), None, "{what}: kept open");
+            let target = "/v1/agent/service/register";
+            assert_bad_put(&mut client, what, target, &body, reason).await;
         }
         // Raw bytes that are not UTF-8 inside a string.
         let body = b"{\"Name\":\"w\xff\xfe\",\"Port\":8000,\"Address\":\"127.0.0.1\"}";
@@ -1023,14 +1011,11 @@ fn every_bad_consul_registration_is_400_with_one_line_and_registers_nothing() {
             ),
             ("GET", "/v1/health/service/web?index=-1", 400, "bad index"),
         ] {
-            let what = format!("{method} {target}");
-            client
-                .send(format!("{method} {target} HTTP/1.1\r\nHost: t\r\n\r\n"))
-                .await;
-            let resp = client.response().await;
-            assert_error_reply(&resp, status, &what);
-            assert!(resp.text().starts_with(reason), "{what}: {:?}", resp.text());
-            assert!(!resp.text().contains('\0'), "{what}: a NUL echoed");
+            let resp = assert_bad_request(&mut client, method, target, status, reason).await;
+            assert!(
+                !resp.text().contains('\0'),
+                "{method} {target}: a NUL echoed"
+            );
         }
         assert_still_serves(addr, "bad Consul registrations").await;
     });

@@ -113,22 +113,6 @@ async fn echo(mut stream: TcpStream) {
     }
 }
 
-/// A request with no extra headers.
-fn simple<'a>(
-    method: &'a str,
-    addr: &'a str,
-    target: &'a str,
-    body: &'a [u8],
-) -> ClientRequest<'a> {
-    ClientRequest {
-        method,
-        addr,
-        target,
-        headers: &[],
-        body,
-    }
-}
-
 fn client() -> Client {
     Client::new(ClientConfig::default())
 }
@@ -183,11 +167,8 @@ fn post_sends_host_length_and_body() {
         let resp = c.get(&server.addr, "/get").await.unwrap();
         assert!(!resp.text().to_ascii_lowercase().contains("content-length"));
         let req = ClientRequest {
-            method: "GET",
-            addr: &server.addr,
-            target: "/h",
             headers: &[("X-Id", "a b\tc")],
-            body: b"",
+            ..ClientRequest::new("GET", &server.addr, "/h")
         };
         let resp = c.request(&req).await.unwrap();
         assert!(resp.text().contains("\r\nX-Id: a b\tc\r\n"));
@@ -414,13 +395,7 @@ fn header_injection_is_rejected() {
     smol::block_on(async {
         let server = serve(echo).await;
         let c = client();
-        let base = ClientRequest {
-            method: "GET",
-            addr: &server.addr,
-            target: "/",
-            headers: &[],
-            body: b"",
-        };
+        let base = ClientRequest::new("GET", &server.addr, "/");
         let bad_requests = [
             ClientRequest {
                 method: "GET /x HTTP/1.1\r\nX-Evil: 1\r\n",
@@ -499,13 +474,7 @@ fn no_body_for_head_and_204() {
             serve(|s| answer_each(s, b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"))
                 .await;
         let c = client();
-        let head = ClientRequest {
-            method: "HEAD",
-            addr: &server.addr,
-            target: "/",
-            headers: &[],
-            body: b"",
-        };
+        let head = ClientRequest::new("HEAD", &server.addr, "/");
         assert!(c.request(&head).await.unwrap().body.is_empty());
         assert!(c.get(&server.addr, "/").await.unwrap().body.is_empty());
         assert_eq!(server.accepted(), 1);
@@ -530,7 +499,10 @@ fn streams_chunked_lines_as_they_arrive() {
             }
         })
         .await;
-        let req = simple("POST", &server.addr, "/v3/watch", b"{}");
+        let req = ClientRequest {
+            body: b"{}",
+            ..ClientRequest::new("POST", &server.addr, "/v3/watch")
+        };
         let (status, mut body) = client().stream(&req).await.unwrap();
         assert_eq!(status, 200);
         tx.send(b"6\r\n{\"a\":1\r\n").await.unwrap();
@@ -559,7 +531,7 @@ fn streamed_lines_are_bounded_and_a_closed_stream_is_an_error() {
             )
         })
         .await;
-        let req = simple("GET", &server.addr, "/", b"");
+        let req = ClientRequest::new("GET", &server.addr, "/");
         let (_, body) = client().stream(&req).await.unwrap();
         let mut body = body.with_line_limit(8);
         assert!(matches!(
@@ -576,13 +548,13 @@ fn streams_length_and_eof_bodies() {
     smol::block_on(async {
         let server =
             serve(|s| answer_once(s, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\na\nbc")).await;
-        let req = simple("GET", &server.addr, "/", b"");
+        let req = ClientRequest::new("GET", &server.addr, "/");
         let (_, mut body) = client().stream(&req).await.unwrap();
         assert_eq!(body.next_line().await.unwrap().unwrap(), b"a");
         assert_eq!(body.next_line().await.unwrap().unwrap(), b"bc");
         assert!(body.next_line().await.unwrap().is_none());
         let server = serve(|s| answer_once(s, b"HTTP/1.0 200 OK\r\n\r\nx\ny")).await;
-        let req = simple("GET", &server.addr, "/", b"");
+        let req = ClientRequest::new("GET", &server.addr, "/");
         let (_, mut body) = client().stream(&req).await.unwrap();
         assert_eq!(body.next_line().await.unwrap().unwrap(), b"x");
         assert_eq!(body.next_line().await.unwrap().unwrap(), b"y");
@@ -598,7 +570,7 @@ fn stream_head_is_bounded_by_the_request_timeout() {
             Timer::after(Duration::from_secs(5)).await;
         })
         .await;
-        let req = simple("GET", &server.addr, "/", b"");
+        let req = ClientRequest::new("GET", &server.addr, "/");
         assert!(matches!(
             quick_client().stream(&req).await,
             Err(ClientError::Timeout)

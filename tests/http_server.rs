@@ -7,7 +7,9 @@
 mod common;
 
 use async_net::TcpListener;
-use common::{parse_responses, raw_exchange, Client, RawResponse, DEADLINE};
+use common::{
+    assert_error_reply, exchange_once_admitted, parse_responses, raw_exchange, Client, RawResponse,
+};
 use mini::http::router::Router;
 use mini::http::server::serve;
 use mini::http::{Handler, Request, Response, ServerConfig};
@@ -16,7 +18,7 @@ use mini::rt;
 use smol::Timer;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy)]
 enum Route {
@@ -96,21 +98,6 @@ fn assert_ok(resp: &RawResponse, body: &str) {
     assert_eq!(resp.text(), body, "{resp:?}");
 }
 
-/// An error reply: the status, plain text, one line ending in "\n".
-fn assert_error_reply(resp: &RawResponse, status: u16) {
-    assert_eq!(resp.status, status, "{resp:?}");
-    assert_eq!(
-        resp.header("Content-Type"),
-        Some("text/plain; charset=utf-8"),
-        "{resp:?}"
-    );
-    let text = resp.text();
-    assert!(text.ends_with('\n'), "{text:?}");
-    assert_eq!(text.matches('\n').count(), 1, "{text:?}");
-    assert!(!text.contains('\r'), "{text:?}");
-    assert!(!text.trim_end().is_empty(), "{text:?}");
-}
-
 /// The server still answers a fresh connection.
 async fn assert_still_serves(addr: SocketAddr) {
     let responses = parse_responses(&raw_exchange(addr, HELLO_CLOSE).await);
@@ -118,16 +105,15 @@ async fn assert_still_serves(addr: SocketAddr) {
     assert_ok(&responses[0], "hello");
 }
 
-/// Sends `raw` on a new connection and checks the server answers exactly one error reply with
-/// `status`, says `Connection: close`, closes, and goes on serving other connections.
-async fn assert_refused(addr: SocketAddr, raw: impl AsRef<[u8]>, status: u16) -> RawResponse {
+/// Sends `raw` (the case `what`) on a new connection and checks the server answers exactly one
+/// error reply with `status`, says `Connection: close`, closes, and goes on serving other
+/// connections.
+async fn assert_refused(addr: SocketAddr, what: &str, raw: impl AsRef<[u8]>, status: u16) {
     let responses = parse_responses(&raw_exchange(addr, raw).await);
-    assert_eq!(responses.len(), 1, "expected one reply, got {responses:?}");
-    let resp = responses.into_iter().next().unwrap();
-    assert_error_reply(&resp, status);
-    assert_eq!(resp.header("Connection"), Some("close"), "{resp:?}");
+    assert_eq!(responses.len(), 1, "{what}: one reply, got {responses:?}");
+    assert_error_reply(&responses[0], status, what);
+    assert_eq!(responses[0].header("Connection"), Some("close"), "{what}");
     assert_still_serves(addr).await;
-    resp
 }
 
 #[test]
@@ -246,7 +232,7 @@ fn unknown_path_is_404_and_the_connection_stays_open() {
         let mut client = Client::connect(addr).await;
         client.send("GET /nope HTTP/1.1\r\n\r\n").await;
         let resp = client.response().await;
-        assert_error_reply(&resp, 404);
+        assert_error_reply(&resp, 404, "/nope");
         assert_eq!(resp.header("Allow"), None);
         client.send(HELLO).await;
         assert_ok(&client.response().await, "hello");
@@ -260,84 +246,94 @@ fn wrong_method_is_405_with_allow_listing_the_right_methods() {
         let mut client = Client::connect(addr).await;
         client.send("GET /item/x HTTP/1.1\r\n\r\n").await;
         let resp = client.response().await;
-        assert_error_reply(&resp, 405);
+        assert_error_reply(&resp, 405, "GET /item/x");
         assert_eq!(resp.header("Allow"), Some("PUT, DELETE"));
         client.send("POST /hello HTTP/1.1\r\n\r\n").await;
         let resp = client.response().await;
-        assert_error_reply(&resp, 405);
+        assert_error_reply(&resp, 405, "POST /hello");
         assert_eq!(resp.header("Allow"), Some("GET"));
         client.send("DELETE /item/x HTTP/1.1\r\n\r\n").await;
         assert_ok(&client.response().await, "item x");
     });
 }
 
-#[test]
-fn more_than_max_headers_is_431() {
-    rt::block_on(async {
-        let addr = start(ServerConfig::default()).await;
-        let headers: String = (0..=MAX_HEADERS)
-            .map(|i| format!("X-H{i}: v\r\n"))
-            .collect();
-        let raw = format!("GET /hello HTTP/1.1\r\n{headers}\r\n");
-        assert!(
-            raw.len() < MAX_HEAD_BYTES,
-            "the count, not the size, must trip"
-        );
-        assert_refused(addr, raw, 431).await;
-    });
+/// Requests the server refuses before any handler runs, with their statuses: `(what, raw, status)`.
+fn refused_requests() -> Vec<(&'static str, Vec<u8>, u16)> {
+    let headers: String = (0..=MAX_HEADERS)
+        .map(|i| format!("X-H{i}: v\r\n"))
+        .collect();
+    let too_many_headers = format!("GET /hello HTTP/1.1\r\n{headers}\r\n");
+    assert!(
+        too_many_headers.len() < MAX_HEAD_BYTES,
+        "the count, not the size, must trip"
+    );
+    let big = "a".repeat(MAX_HEAD_BYTES);
+    vec![
+        (
+            "more than MAX_HEADERS headers",
+            too_many_headers.into(),
+            431,
+        ),
+        (
+            "a head over 8 KiB",
+            format!("GET /hello HTTP/1.1\r\nX-Big: {big}\r\n\r\n").into(),
+            431,
+        ),
+        (
+            "a request line over 8 KiB",
+            format!("GET /{big} HTTP/1.1\r\nHost: t\r\n\r\n").into(),
+            414,
+        ),
+        (
+            "a Content-Length over 64 KiB",
+            format!(
+                "POST /echo HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+                MAX_BODY_BYTES + 1
+            )
+            .into(),
+            413,
+        ),
+        (
+            "a chunked body",
+            b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+                .to_vec(),
+            411,
+        ),
+        (
+            "gzip transfer coding",
+            b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(),
+            501,
+        ),
+        (
+            "two different Content-Lengths",
+            b"POST /echo HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(),
+            400,
+        ),
+        (
+            "a Content-Length list of two values",
+            b"POST /echo HTTP/1.1\r\nContent-Length: 1, 2\r\n\r\nab".to_vec(),
+            400,
+        ),
+        (
+            "a TLS ClientHello",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "a request line that is not HTTP",
+            b"hello there\r\n\r\n".to_vec(),
+            400,
+        ),
+    ]
 }
 
 #[test]
-fn head_over_8_kib_is_431() {
+fn oversized_unsupported_and_malformed_requests_get_one_error_reply_and_a_close() {
     rt::block_on(async {
         let addr = start(ServerConfig::default()).await;
-        let raw = format!(
-            "GET /hello HTTP/1.1\r\nX-Big: {}\r\n\r\n",
-            "a".repeat(MAX_HEAD_BYTES)
-        );
-        assert_refused(addr, raw, 431).await;
-    });
-}
-
-#[test]
-fn request_line_over_8_kib_is_414() {
-    rt::block_on(async {
-        let addr = start(ServerConfig::default()).await;
-        let raw = format!(
-            "GET /{} HTTP/1.1\r\nHost: t\r\n\r\n",
-            "a".repeat(MAX_HEAD_BYTES)
-        );
-        assert_refused(addr, raw, 414).await;
-    });
-}
-
-#[test]
-fn content_length_over_64_kib_is_413() {
-    rt::block_on(async {
-        let addr = start(ServerConfig::default()).await;
-        let raw = format!(
-            "POST /echo HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
-            MAX_BODY_BYTES + 1
-        );
-        assert_refused(addr, raw, 413).await;
-    });
-}
-
-#[test]
-fn chunked_body_is_411() {
-    rt::block_on(async {
-        let addr = start(ServerConfig::default()).await;
-        let raw = "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
-        assert_refused(addr, raw, 411).await;
-    });
-}
-
-#[test]
-fn gzip_transfer_encoding_is_501() {
-    rt::block_on(async {
-        let addr = start(ServerConfig::default()).await;
-        let raw = "POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n";
-        assert_refused(addr, raw, 501).await;
+        for (what, raw, status) in refused_requests() {
+            assert_refused(addr, what, raw, status).await;
+        }
     });
 }
 
@@ -348,37 +344,12 @@ fn content_length_with_transfer_encoding_is_400_and_closes() {
         // A smuggling shape: whatever follows must not be answered as a second request.
         let raw = "POST /echo HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
                    0\r\n\r\nGET /hello HTTP/1.1\r\n\r\n";
-        assert_refused(addr, raw, 400).await;
+        assert_refused(addr, "CL+TE", raw, 400).await;
         // The same on a connection we keep: the reply is followed by EOF.
         let mut client = Client::connect(addr).await;
         client.send(raw).await;
-        assert_error_reply(&client.response().await, 400);
+        assert_error_reply(&client.response().await, 400, "CL+TE, kept");
         assert_eq!(client.read_to_close().await, b"");
-    });
-}
-
-#[test]
-fn two_different_content_lengths_are_400() {
-    rt::block_on(async {
-        let addr = start(ServerConfig::default()).await;
-        let raw = "POST /echo HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab";
-        assert_refused(addr, raw, 400).await;
-        let raw = "POST /echo HTTP/1.1\r\nContent-Length: 1, 2\r\n\r\nab";
-        assert_refused(addr, raw, 400).await;
-    });
-}
-
-#[test]
-fn garbage_bytes_are_400() {
-    rt::block_on(async {
-        let addr = start(ServerConfig::default()).await;
-        assert_refused(
-            addr,
-            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
-            400,
-        )
-        .await;
-        assert_refused(addr, "hello there\r\n\r\n", 400).await;
     });
 }
 
@@ -390,7 +361,7 @@ fn incomplete_head_past_the_head_timeout_is_408() {
         client.send("GET /hello HTTP/1.1\r\nHost: t\r\n").await;
         let responses = parse_responses(&client.read_to_close().await);
         assert_eq!(responses.len(), 1, "{responses:?}");
-        assert_error_reply(&responses[0], 408);
+        assert_error_reply(&responses[0], 408, "cut off");
         assert_eq!(responses[0].header("Connection"), Some("close"));
         assert_still_serves(addr).await;
     });
@@ -406,7 +377,7 @@ fn incomplete_body_past_the_head_timeout_is_408() {
             .await;
         let responses = parse_responses(&client.read_to_close().await);
         assert_eq!(responses.len(), 1, "{responses:?}");
-        assert_error_reply(&responses[0], 408);
+        assert_error_reply(&responses[0], 408, "cut off");
     });
 }
 
@@ -424,7 +395,7 @@ fn incomplete_request_behind_a_pipelined_one_is_408() {
         assert_ok(&client.response().await, "hello");
         let responses = parse_responses(&client.read_to_close().await);
         assert_eq!(responses.len(), 1, "{responses:?}");
-        assert_error_reply(&responses[0], 408);
+        assert_error_reply(&responses[0], 408, "cut off");
     });
 }
 
@@ -470,21 +441,7 @@ fn connections_past_the_cap_are_closed_at_once_until_a_slot_frees() {
 
         drop(first);
         // The slot frees once the server task sees the close; retry until then.
-        let give_up = Instant::now() + DEADLINE;
-        loop {
-            let reply = raw_exchange(addr, HELLO_CLOSE).await;
-            if !reply.is_empty() {
-                let responses = parse_responses(&reply);
-                assert_eq!(responses.len(), 1, "{responses:?}");
-                assert_ok(&responses[0], "hello");
-                break;
-            }
-            assert!(
-                Instant::now() < give_up,
-                "no slot freed within {DEADLINE:?}"
-            );
-            Timer::after(Duration::from_millis(10)).await;
-        }
+        assert_ok(&exchange_once_admitted(addr, HELLO_CLOSE).await, "hello");
 
         // The surviving connection was never disturbed.
         second.send(HELLO).await;

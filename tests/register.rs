@@ -4,12 +4,10 @@
 
 mod common;
 
-use common::procs::{eventually, get, mini, Proc, PROC_DEADLINE};
+use common::procs::{eventually, exit_status, free_port, get, mini, send_signal, Proc};
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// A running `mini register`; it and its children are killed when dropped.
 struct Sidecar {
@@ -52,20 +50,10 @@ impl Sidecar {
         pids
     }
 
-    /// Waits for its exit (bounded by [`PROC_DEADLINE`]).
+    /// Waits for its exit (bounded by `procs::PROC_DEADLINE`).
     fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PROC_DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mini register did not exit:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        exit_status(&mut self.child)
+            .unwrap_or_else(|| panic!("mini register did not exit:\n{}", self.log()))
     }
 
     fn running(&mut self) -> bool {
@@ -96,19 +84,9 @@ impl Drop for Sidecar {
     }
 }
 
-/// Sends `SIGNAME` to `pid`.
+/// Sends `SIGNAME` to `pid` (it may have exited already).
 fn signal(pid: u32, name: &str) {
-    let _ = Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status();
-}
-
-/// A loopback port that was free a moment ago (bound, read, released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    let _ = send_signal(pid, name);
 }
 
 /// `SERVICE`'s instances as `(HOST:PORT, healthy)`, from the JSON listing.
@@ -128,6 +106,15 @@ fn last_probe_ok(registry: &str, service: &str) -> Option<bool> {
     first.get("last_probe")?.get("ok")?.as_bool()
 }
 
+/// How many `PUT`s (registrations and beats) the registry answered 200, from its `/metrics`.
+fn puts_answered(registry: &str) -> u64 {
+    let (_, body) = get(registry, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix("mini_http_requests_total{route=\"put\",status=\"200\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn python_available() -> bool {
     Command::new("python3")
         .arg("--version")
@@ -137,34 +124,40 @@ fn python_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-#[test]
-fn a_python_server_is_registered_once_it_listens_and_leaves_when_killed() {
+/// `mini register web 127.0.0.1:PORT OPTIONS... -- python3 -m http.server PORT` on a free port,
+/// beating to a new registry that probes every 100 ms: the registry, `127.0.0.1:PORT` and the
+/// sidecar; `None` (after printing a skip) when python3 is not installed.
+fn python_sidecar(options: &[&str]) -> Option<(Proc, String, Sidecar)> {
     if !python_available() {
         eprintln!("SKIPPED: python3 is not installed");
-        return;
+        return None;
     }
-    // Probed every 100 ms with its own check (`GET /`, which python's http.server answers 200), not
-    // with /aliveCheck (which it answers 404): it stays healthy.
     let reg = Proc::registry(&["--probe-interval", "100ms"]);
     let port = free_port().to_string();
     let addr = format!("127.0.0.1:{port}");
-    let mut sidecar = Sidecar::start(&[
-        "web",
-        &addr,
-        "--check",
-        "http:/",
-        "--beat",
-        "200ms",
+    let mut args = vec!["web", addr.as_str()];
+    args.extend_from_slice(options);
+    args.extend([
         "--registry",
         &reg.addr,
         "--",
         "python3",
         "-m",
         "http.server",
-        &port,
-        "--bind",
-        "127.0.0.1",
     ]);
+    args.extend([port.as_str(), "--bind", "127.0.0.1"]);
+    let sidecar = Sidecar::start(&args);
+    Some((reg, addr, sidecar))
+}
+
+#[test]
+fn a_python_server_is_registered_once_it_listens_and_leaves_when_killed() {
+    // Probed every 100 ms with its own check (`GET /`, which python's http.server answers 200), not
+    // with /aliveCheck (which it answers 404): it stays healthy.
+    let Some((reg, addr, mut sidecar)) = python_sidecar(&["--check", "http:/", "--beat", "200ms"])
+    else {
+        return;
+    };
     eventually("the python server is registered", || {
         instances(&reg.addr, "web") == [(addr.clone(), true)]
     });
@@ -194,33 +187,11 @@ fn a_python_server_is_registered_once_it_listens_and_leaves_when_killed() {
 
 #[test]
 fn sigterm_drains_then_passes_it_on_and_the_child_status_is_the_exit_status() {
-    if !python_available() {
-        eprintln!("SKIPPED: python3 is not installed");
-        return;
-    }
     // Probed every 100 ms with a TCP connect.
-    let reg = Proc::registry(&["--probe-interval", "100ms"]);
-    let port = free_port().to_string();
-    let addr = format!("127.0.0.1:{port}");
-    let mut sidecar = Sidecar::start(&[
-        "web",
-        &addr,
-        "--check",
-        "tcp",
-        "--beat",
-        "200ms",
-        "--drain",
-        "2s",
-        "--registry",
-        &reg.addr,
-        "--",
-        "python3",
-        "-m",
-        "http.server",
-        &port,
-        "--bind",
-        "127.0.0.1",
-    ]);
+    let options = ["--check", "tcp", "--beat", "200ms", "--drain", "2s"];
+    let Some((reg, addr, mut sidecar)) = python_sidecar(&options) else {
+        return;
+    };
     eventually("registered", || instances(&reg.addr, "web").len() == 1);
     signal(sidecar.child.id(), "TERM");
     eventually("it drains", || sidecar.logged("draining for 2s") == 1);
@@ -285,10 +256,15 @@ fn without_a_command_it_beats_until_sigterm_then_deregisters() {
         None,
         "a check=none instance was probed"
     );
-    eventually("a few beats went by", || {
+    eventually("the down registry is logged", || {
         sidecar.logged(&format!("registry {down} unreachable")) == 1 && sidecar.running()
     });
-    std::thread::sleep(Duration::from_millis(400));
+    // Four more beats (each sent to the down registry too), and still one line.
+    let beats = puts_answered(&reg.addr);
+    eventually("a few beats went by", || {
+        puts_answered(&reg.addr) >= beats + 4
+    });
+    assert!(sidecar.running(), "{}", sidecar.log());
     assert_eq!(
         sidecar.logged(&format!("registry {down} unreachable")),
         1,

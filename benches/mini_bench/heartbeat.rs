@@ -80,14 +80,10 @@ fn client() -> Client {
 
 /// One PUT; `Ok` only on a 200.
 async fn put(client: &Client, registry: &str, target: &str) -> Result<(), String> {
-    let req = ClientRequest {
-        method: "PUT",
-        addr: registry,
-        target,
-        headers: &[],
-        body: &[],
-    };
-    match client.request(&req).await {
+    match client
+        .request(&ClientRequest::new("PUT", registry, target))
+        .await
+    {
         Ok(resp) if resp.status == 200 => Ok(()),
         Ok(resp) => Err(format!("{} {}", resp.status, resp.text().trim())),
         Err(e) => Err(e.to_string()),

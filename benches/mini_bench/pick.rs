@@ -204,13 +204,7 @@ async fn register_all(
                     }
                     let addr = format!("127.{}.{}.{}:80", i >> 16, (i >> 8) & 255, i & 255);
                     let target = format!("/v1/services/bench/{addr}?ttl=60m&{}", query(i));
-                    let req = ClientRequest {
-                        method: "PUT",
-                        addr: &registry,
-                        target: &target,
-                        headers: &[],
-                        body: &[],
-                    };
+                    let req = ClientRequest::new("PUT", &registry, &target);
                     let ok = client.request(&req).await.is_ok_and(|r| r.status == 200);
                     if !ok && failed.fetch_add(1, Ordering::Relaxed) == 0 {
                         eprintln!("pick: registering {addr} failed");

@@ -78,13 +78,7 @@ async fn register_all(args: &Args, addrs: Vec<String>) -> BenchResult<()> {
                 });
                 for addr in part {
                     let target = format!("/v1/services/{service}/{addr}?ttl={TTL}");
-                    let req = ClientRequest {
-                        method: "PUT",
-                        addr: &registry,
-                        target: &target,
-                        headers: &[],
-                        body: &[],
-                    };
+                    let req = ClientRequest::new("PUT", &registry, &target);
                     match client.request(&req).await {
                         Ok(resp) if resp.status == 200 => {}
                         Ok(resp) => {

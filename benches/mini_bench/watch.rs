@@ -338,13 +338,7 @@ async fn listing(client: &Client, registry: &str, service: &str) -> BenchResult<
 /// Registers `addr` under `service`; `Ok` only on a 200.
 async fn put(client: &Client, registry: &str, service: &str, addr: &str) -> BenchResult<()> {
     let target = format!("/v1/services/{service}/{addr}?ttl={INSTANCE_TTL}");
-    let req = ClientRequest {
-        method: "PUT",
-        addr: registry,
-        target: &target,
-        headers: &[],
-        body: &[],
-    };
+    let req = ClientRequest::new("PUT", registry, &target);
     let resp = client.request(&req).await?;
     if resp.status != 200 {
         return Err(format!("PUT {target}: {} {}", resp.status, resp.text().trim()).into());

@@ -83,9 +83,9 @@ pub(super) enum Door {
     PromSd,
 }
 
-/// Metric names of the doors, in [`Door`]'s order (also in `routes::ROUTE_NAMES`, which a test checks).
-#[cfg(test)]
-pub(super) const DOOR_NAMES: &[&str] = &[
+/// Metric names of the doors, in [`Door`]'s order; `routes::ROUTE_NAMES` counts them after mini's
+/// own routes.
+pub(super) const DOOR_NAMES: [&str; 14] = [
     "consulRegister",
     "consulDeregister",
     "consulMaintenance",
@@ -101,6 +101,7 @@ pub(super) const DOOR_NAMES: &[&str] = &[
     "consulKv",
     "prometheusSd",
 ];
+const _: () = assert!(DOOR_NAMES.len() == Door::PromSd as usize + 1);
 
 impl Door {
     fn access(self) -> Kind {
@@ -390,21 +391,20 @@ impl Doors {
         Response::json(200, String::new())
     }
 
-    /// The instance a Consul ID names: one registered here by ID, else `HOST:PORT` of any service.
+    /// The instance a Consul ID names: one registered here by ID, else `HOST:PORT` in the first
+    /// service by name that holds it (a lookup in each service's address index, no walk over the
+    /// instances).
     fn resolve(&self, id: &str) -> Option<Known> {
         if let Some(known) = rt::lock(&self.ids).by_id.get(id).cloned() {
             return Some(known);
         }
-        let state = self.shared.state();
-        let found = state.each_service().find_map(|(name, slots, _)| {
-            slots.iter().find(|i| &*i.addr == id).map(|i| Known {
-                service: name.to_string(),
-                addr: i.addr.to_string(),
-                ttl: None,
-                warning: false,
-            })
-        });
-        found
+        let service = self.shared.state().service_of(id)?.to_string();
+        Some(Known {
+            service,
+            addr: id.to_string(),
+            ttl: None,
+            warning: false,
+        })
     }
 
     fn unknown(id: &str) -> Response {
@@ -470,3 +470,6 @@ impl Doors {
         Response::json(200, String::new())
     }
 }
+
+#[cfg(test)]
+mod tests;

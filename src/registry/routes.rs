@@ -28,6 +28,7 @@ use super::watch::{DEFAULT_WAIT, MAX_WAIT, MAX_WATCHERS};
 use super::{Shared, MAX_TTL};
 use crate::http::router::{printable, Router};
 use crate::http::{Body, Handler, Request, Response};
+use crate::metrics::join_names;
 use crate::proto::{
     self, ListedInstance, ListedProbe, DEFAULT_SERVICE, NO_SERVICE_BODY, WARMING_UP,
 };
@@ -52,8 +53,8 @@ enum Route {
     Page,
 }
 
-/// Route names for metrics, in the order of [`Route`]'s variants, then unmatched requests.
-pub const ROUTE_NAMES: &[&str] = &[
+/// Names of mini's own routes, in the order of [`Route`]'s variants.
+const OWN_NAMES: [&str; 11] = [
     "registerList",
     "serviceAddr",
     "put",
@@ -65,25 +66,16 @@ pub const ROUTE_NAMES: &[&str] = &[
     "health",
     "metrics",
     "page",
-    // The doors' routes (super::doors::DOOR_NAMES, in order), counted in the same family.
-    "consulRegister",
-    "consulDeregister",
-    "consulMaintenance",
-    "consulPass",
-    "consulWarn",
-    "consulFail",
-    "consulAgentSelf",
-    "consulLeader",
-    "consulCatalogServices",
-    "consulCatalogService",
-    "consulHealthService",
-    "consulHealthState",
-    "consulKv",
-    "prometheusSd",
-    "unmatched",
 ];
+const _: () = assert!(OWN_NAMES.len() == Route::Page as usize + 1);
+
+/// Route names for metrics: mini's own ([`Route`]'s order), the doors' (`doors::DOOR_NAMES`, in
+/// order), counted in the same family, then unmatched requests.
+pub const ROUTE_NAMES: &[&str] =
+    &join_names::<ROUTE_COUNT>(&[&OWN_NAMES, &doors::DOOR_NAMES, &["unmatched"]]);
+const ROUTE_COUNT: usize = OWN_NAMES.len() + doors::DOOR_NAMES.len() + 1;
 /// Where the doors' names start in [`ROUTE_NAMES`].
-const DOORS_FROM: usize = Route::Page as usize + 1;
+const DOORS_FROM: usize = OWN_NAMES.len();
 const UNMATCHED: usize = ROUTE_NAMES.len() - 1;
 
 impl Route {
@@ -315,15 +307,7 @@ impl Routes {
                 log::line("registry", format_args!("{service} {addr} deregistered"));
                 Response::text(200, format!("{addr} deregistered from {service}\n"))
             }
-            // Both are raw path segments here (nothing validated them): echo them on one line.
-            Ok(false) => Response::error(
-                404,
-                format_args!(
-                    "{} is not registered in {}",
-                    printable(addr),
-                    printable(service)
-                ),
-            ),
+            Ok(false) => not_registered(service, addr),
             Err(e) => Response::error(503, e),
         }
     }
@@ -343,14 +327,7 @@ impl Routes {
                 }
                 Response::text(200, format!("{addr} {word} in {service}\n"))
             }
-            Ok(None) => Response::error(
-                404,
-                format_args!(
-                    "{} is not registered in {}",
-                    printable(addr),
-                    printable(service)
-                ),
-            ),
+            Ok(None) => not_registered(service, addr),
             Err(e) => Response::error(503, e),
         }
     }
@@ -598,21 +575,44 @@ fn instance_text(i: &ListedInstance<'_>) -> String {
     )
 }
 
+/// 404 for `addr` not registered in `service`: both raw path segments (nothing validated them),
+/// echoed on one line.
+fn not_registered(service: &str, addr: &str) -> Response {
+    Response::error(
+        404,
+        format_args!(
+            "{} is not registered in {}",
+            printable(addr),
+            printable(service)
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn route_names_hold_the_doors_names_in_order() {
-        let doors = &ROUTE_NAMES[DOORS_FROM..ROUTE_NAMES.len() - 1];
-        assert_eq!(doors, super::doors::DOOR_NAMES);
-    }
-
     use super::*;
     use crate::http::parse_request;
+    use crate::registry::doors::Door;
     use crate::registry::Config;
 
     fn answer(raw: &str) -> Response {
         let (req, _) = parse_request(raw.as_bytes()).unwrap().unwrap();
         smol::block_on(Routes::new(Arc::new(Shared::new(Config::default()))).answer(&req))
+    }
+
+    #[test]
+    fn each_route_and_door_counts_under_its_own_name() {
+        assert_eq!(ROUTE_NAMES[Route::RegisterList as usize], "registerList");
+        assert_eq!(ROUTE_NAMES[Route::Page as usize], "page");
+        assert_eq!(
+            ROUTE_NAMES[DOORS_FROM + Door::Register as usize],
+            "consulRegister"
+        );
+        assert_eq!(
+            ROUTE_NAMES[DOORS_FROM + Door::PromSd as usize],
+            "prometheusSd"
+        );
+        assert_eq!(ROUTE_NAMES[UNMATCHED], "unmatched");
     }
 
     /// Found by the `routes` fuzz target: the 404 echoed decoded path segments verbatim, so a

@@ -531,6 +531,16 @@ impl Registry {
         })
     }
 
+    /// The service holding `addr`, the first by name when several do: one hash lookup per service,
+    /// so O(services) (at most [`Limits::max_services`]), whatever the number of instances.
+    pub fn service_of(&self, addr: &str) -> Option<&str> {
+        self.services
+            .iter()
+            .filter(|(_, svc)| svc.position(addr).is_some())
+            .map(|(name, _)| name.as_str())
+            .min()
+    }
+
     /// A summary of every service, sorted by name, for listings.
     pub fn services(&self) -> Vec<ServiceSummary> {
         let mut out: Vec<ServiceSummary> = self
@@ -613,13 +623,15 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
-    const TTL: Duration = Duration::from_secs(10);
+    /// The lease the state tests register with.
+    pub(super) const TTL: Duration = Duration::from_secs(10);
 
-    fn secs(s: u64) -> Duration {
+    pub(super) fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
     }
 
-    fn reg() -> Registry {
+    /// An empty registry with the default limits.
+    pub(super) fn reg() -> Registry {
         Registry::new(Limits::default())
     }
 

@@ -1,14 +1,15 @@
 //! Helpers for the door tests, which drive real programs (dig, HAProxy, Prometheus, VictoriaMetrics,
-//! python-consul) against real `mini` processes: finding a program (or printing a skip), free ports,
-//! temporary directories, external processes killed on drop, a tolerant HTTP/1.0 GET for servers
-//! that are not ours, a registry with `--dns`, and dig's output split into sections.
+//! python-consul) against real `mini` processes: finding a program (or printing a skip), the fast
+//! registry timings, temporary directories, external processes killed on drop, a tolerant HTTP/1.0
+//! GET for servers that are not ours, a registry with `--dns`, and dig's output split into sections
+//! (tests/dns.rs reads dig through it too).
 //!
 //! Every wait polls with a deadline ([`PROC_DEADLINE`]); nothing here sleeps a fixed time.
 
-use super::procs::{Proc, PROC_DEADLINE};
+use super::procs::{free_port, Proc, PROC_DEADLINE};
 use super::{parse_response, RawResponse};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,14 +29,16 @@ pub fn program(name: &str, package: &str) -> Option<PathBuf> {
     found
 }
 
-/// A free loopback port: bound, read and released (a program given it may still lose a race for
-/// it, so starts that take a port go through [`start_with_port`]).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+/// A registry's timings for the door tests: probes every 200 ms with a 200 ms timeout, so a check's
+/// outcome shows quickly, and a 2 s lease.
+pub const FAST_PROBES: &[&str] = &[
+    "--probe-interval",
+    "200ms",
+    "--probe-timeout",
+    "200ms",
+    "--ttl",
+    "2s",
+];
 
 /// A temporary directory, removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -117,7 +120,8 @@ impl Drop for External {
 }
 
 /// Starts a program that must listen on a port named in its command line or configuration:
-/// `make(port)` builds the command for a free port, `ready(port)` says whether it serves. A start
+/// `make(port)` builds the command for a free port ([`free_port`]: one a program may still lose a
+/// race for), `ready(port)` says whether it serves. A start
 /// whose process exits before it is ready (the port was taken meanwhile) is retried on another
 /// port, three times at most.
 pub fn start_with_port(
@@ -191,19 +195,11 @@ pub fn put(addr: &str, target: &str, body: &str) -> (u16, String) {
     (resp.status, resp.text().to_string())
 }
 
-/// A registry with `--dns 127.0.0.1:0` and the fast test timings plus `extra`; its DNS port, read
+/// A registry with `--dns 127.0.0.1:0` and [`FAST_PROBES`] plus `extra`; its DNS port, read
 /// from its `dns on 127.0.0.1:PORT` line.
 pub fn dns_registry(extra: &[&str]) -> (Proc, u16) {
-    let mut args = vec![
-        "--dns",
-        "127.0.0.1:0",
-        "--probe-interval",
-        "200ms",
-        "--probe-timeout",
-        "200ms",
-        "--ttl",
-        "2s",
-    ];
+    let mut args = vec!["--dns", "127.0.0.1:0"];
+    args.extend_from_slice(FAST_PROBES);
     args.extend_from_slice(extra);
     let registry = Proc::registry(&args);
     let mut port = None;

@@ -14,7 +14,7 @@ use smol::Timer;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Longest any single wait in a test may take before the test fails instead of hanging.
 pub const DEADLINE: Duration = Duration::from_secs(5);
@@ -57,6 +57,22 @@ impl RawResponse {
     pub fn text(&self) -> &str {
         std::str::from_utf8(&self.body).expect("body is not UTF-8")
     }
+}
+
+/// An error reply, as every server of ours sends one: `status`, plain text, one line ending in `\n`
+/// with no CR and something before it; `what` names the case in a failure.
+pub fn assert_error_reply(resp: &RawResponse, status: u16, what: &str) {
+    assert_eq!(resp.status, status, "{what}: {resp:?}");
+    assert_eq!(
+        resp.header("Content-Type"),
+        Some("text/plain; charset=utf-8"),
+        "{what}: {resp:?}"
+    );
+    let text = resp.text();
+    assert!(text.ends_with('\n'), "{what}: {text:?}");
+    assert_eq!(text.matches('\n').count(), 1, "{what}: {text:?}");
+    assert!(!text.contains('\r'), "{what}: {text:?}");
+    assert!(!text.trim_end().is_empty(), "{what}: {text:?}");
 }
 
 /// Parses one response from the front of `buf`: `None` while incomplete, else the response and the
@@ -221,4 +237,24 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: impl AsRef<[u8]>) -> Vec<u8> 
     let mut client = Client::connect(addr).await;
     let _ = within("write", client.stream.write_all(bytes.as_ref())).await;
     client.read_to_close().await
+}
+
+/// Sends `raw` (a request that asks for `Connection: close`) on fresh connections until one is
+/// answered instead of closed at once, as a server at its connection cap does until it has seen a
+/// close and freed a slot; that one response. Panics after [`DEADLINE`].
+pub async fn exchange_once_admitted(addr: SocketAddr, raw: &str) -> RawResponse {
+    let give_up = Instant::now() + DEADLINE;
+    loop {
+        let reply = raw_exchange(addr, raw).await;
+        if !reply.is_empty() {
+            let mut responses = parse_responses(&reply);
+            assert_eq!(responses.len(), 1, "{responses:?}");
+            return responses.remove(0);
+        }
+        assert!(
+            Instant::now() < give_up,
+            "no slot freed within {DEADLINE:?}"
+        );
+        Timer::after(Duration::from_millis(10)).await;
+    }
 }

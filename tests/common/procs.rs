@@ -96,22 +96,9 @@ impl Proc {
 
     /// Sends the signal named `name` (`TERM`, `INT`) and waits for the exit status.
     pub fn signal(&mut self, name: &str) -> ExitStatus {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
-        let deadline = Instant::now() + PROC_DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "process did not exit after SIG{name}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        assert!(send_signal(self.child.id(), name), "kill -{name} failed");
+        exit_status(&mut self.child)
+            .unwrap_or_else(|| panic!("process did not exit after SIG{name}"))
     }
 
     /// Whether some stderr line contains `needle`.
@@ -123,6 +110,29 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Sends the signal named `name` (`TERM`, `KILL`...) to `pid` without waiting; whether `kill` did.
+pub fn send_signal(pid: u32, name: &str) -> bool {
+    Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `child`'s exit status once it exits (polled every 10 ms), or `None` while it still runs after
+/// [`PROC_DEADLINE`].
+pub fn exit_status(child: &mut Child) -> Option<ExitStatus> {
+    let deadline = Instant::now() + PROC_DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -75,11 +75,8 @@ mod tests {
 
     fn req<'a>(method: &'a str, target: &'a str, body: &'a [u8]) -> ClientRequest<'a> {
         ClientRequest {
-            method,
-            addr: "127.0.0.1:8080",
-            target,
-            headers: &[],
             body,
+            ..ClientRequest::new(method, "127.0.0.1:8080", target)
         }
     }
 

@@ -94,6 +94,31 @@ pub struct ClientRequest<'a> {
     pub body: &'a [u8],
 }
 
+impl<'a> ClientRequest<'a> {
+    /// `METHOD target` to `addr`, with no extra headers and an empty body (give either with struct
+    /// update syntax).
+    ///
+    /// ```
+    /// use mini::http::client::ClientRequest;
+    /// let get = ClientRequest::new("GET", "127.0.0.1:6666", "/v1/services");
+    /// assert!(get.headers.is_empty() && get.body.is_empty());
+    /// let post = ClientRequest {
+    ///     body: b"{}",
+    ///     ..ClientRequest::new("POST", "127.0.0.1:2379", "/v3/kv/put")
+    /// };
+    /// assert_eq!((post.method, post.body), ("POST", &b"{}"[..]));
+    /// ```
+    pub const fn new(method: &'a str, addr: &'a str, target: &'a str) -> ClientRequest<'a> {
+        ClientRequest {
+            method,
+            addr,
+            target,
+            headers: &[],
+            body: b"",
+        }
+    }
+}
+
 /// A complete response with its body fully read.
 #[derive(Debug, Clone)]
 pub struct ClientResponse {
@@ -265,7 +290,7 @@ impl Client {
 
     /// Sends `GET target` to `addr` (`host:port`).
     pub async fn get(&self, addr: &str, target: &str) -> Result<ClientResponse, ClientError> {
-        self.request(&simple("GET", addr, target, &[])).await
+        self.request(&ClientRequest::new("GET", addr, target)).await
     }
 
     /// Sends `POST target` with `body` to `addr` (`host:port`).
@@ -275,7 +300,11 @@ impl Client {
         target: &str,
         body: &[u8],
     ) -> Result<ClientResponse, ClientError> {
-        self.request(&simple("POST", addr, target, body)).await
+        let req = ClientRequest {
+            body,
+            ..ClientRequest::new("POST", addr, target)
+        };
+        self.request(&req).await
     }
 
     /// Sends `METHOD target` with an empty body and, when given, an `Authorization` value: the shape of
@@ -292,11 +321,8 @@ impl Client {
             .into_iter()
             .collect();
         let req = ClientRequest {
-            method,
-            addr,
-            target,
             headers: &auth,
-            body: b"",
+            ..ClientRequest::new(method, addr, target)
         };
         self.request(&req).await
     }
@@ -390,20 +416,5 @@ impl Client {
         rt::timeout(limit, open)
             .await
             .unwrap_or(Err(ClientError::Timeout))
-    }
-}
-
-fn simple<'a>(
-    method: &'a str,
-    addr: &'a str,
-    target: &'a str,
-    body: &'a [u8],
-) -> ClientRequest<'a> {
-    ClientRequest {
-        method,
-        addr,
-        target,
-        headers: &[],
-        body,
     }
 }

@@ -396,20 +396,10 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::check_invariants;
+    use super::super::tests::{check_invariants, reg, secs, TTL};
     use super::super::{Limits, RegisterError};
     use super::*;
     use std::collections::{BTreeSet, HashSet};
-
-    const TTL: Duration = Duration::from_secs(10);
-
-    fn secs(s: u64) -> Duration {
-        Duration::from_secs(s)
-    }
-
-    fn reg() -> Registry {
-        Registry::new(Limits::default())
-    }
 
     fn held(service: &str, addr: &str, ttl: Option<Duration>, excluded: bool) -> Held {
         Held {

@@ -266,21 +266,15 @@ impl Matcher {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::check_invariants;
-    use super::super::{Limits, Registered, Registry};
+    use super::super::tests::{check_invariants, reg, TTL};
+    use super::super::{Registered, Registry};
     use super::*;
     use crate::spec::Check;
     use std::collections::HashMap;
     use std::time::Duration;
 
-    const TTL: Duration = Duration::from_secs(10);
-
     fn spec(pairs: &[(&str, &str)]) -> Arc<Spec> {
         Arc::new(Spec::parse(pairs.iter().copied(), None).unwrap().spec)
-    }
-
-    fn reg() -> Registry {
-        Registry::new(Limits::default())
     }
 
     fn counts(
