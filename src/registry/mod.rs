@@ -256,7 +256,12 @@ impl Shared {
             spec,
             draining: None,
         };
-        let (outcome, record) = self.apply_then(&upsert, |s| s.record(service, addr));
+        // The record is what the store writes; the memory store writes nothing (a beat then looks
+        // the instance up once, not three times).
+        let shared = self.store.is_shared();
+        let (outcome, record) = self.apply_then(&upsert, |s| {
+            shared.then(|| s.record(service, addr)).flatten()
+        });
         let local = match outcome {
             Outcome::Registered(r) => r,
             Outcome::Refused(e) => return Err(StoreError::Refused(e)),

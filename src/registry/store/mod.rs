@@ -93,6 +93,12 @@ impl Store {
         }
     }
 
+    /// Whether writes go anywhere beyond the local state (etcd): only then does [`Store::put`] need
+    /// the record it is given.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Store::Etcd(_))
+    }
+
     /// Writes a registration, renewal or drain mark of `addr` under `service`, already applied
     /// locally: `record` is what the local state now holds, `changed` whether its spec or drain mark
     /// moved (etcd: a plain renewal of a key it has writes nothing and answers without waiting; a
