@@ -267,6 +267,9 @@ impl Shared {
             Outcome::Refused(e) => return Err(StoreError::Refused(e)),
             _ => Registered::Renewed, // an upsert's outcome is one of the two above
         };
+        if !shared {
+            return Ok(local);
+        }
         let record = record.unwrap_or_default();
         // A plain renewal only renews the lease; anything new is written (also a local New whose
         // key etcd still holds: its value may be older than this registration).
