@@ -94,8 +94,12 @@ impl Service {
     }
 
     pub(super) fn push(&mut self, inst: Instance) {
-        self.tags
-            .join(self.slots.len(), &inst.spec.tags, inst.weight());
+        self.tags.join(
+            self.slots.len(),
+            &inst.spec.tags,
+            inst.weight(),
+            &self.weights,
+        );
         self.pos.insert(inst.addr.clone(), self.slots.len());
         self.counts.add(inst.standing());
         self.weights.push(inst.weight());
@@ -152,7 +156,8 @@ impl Service {
         let inst = self.slots.get_mut(i)?;
         let old = std::mem::replace(&mut inst.spec, spec);
         self.tags.leave(i, &old.tags);
-        self.tags.join(i, &inst.spec.tags, self.weights.get(i));
+        self.tags
+            .join(i, &inst.spec.tags, self.weights.get(i), &self.weights);
         self.edit(i, |inst| inst.excluded &= inst.spec.check != Check::None)
     }
 

@@ -21,6 +21,7 @@
 use super::Instance;
 use crate::registry::weighted::Weights;
 use crate::spec::Spec;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -37,25 +38,67 @@ fn small(i: usize) -> u32 {
     u32::try_from(i).unwrap_or(u32::MAX)
 }
 
-/// The slots carrying one tag, and their weights.
+/// The slots carrying one tag. A tag carried by one slot (a tag unique to an instance: a host name,
+/// a build id) is that slot number alone, its weight read from the slot: no lists, no tree, no
+/// position entry. A second member turns it into [`Many`], kept until the last member leaves.
 #[derive(Debug, Default)]
-pub(super) struct Members {
+enum Members {
+    /// None: the id is free.
+    #[default]
+    Empty,
+    /// One slot.
+    One(u32),
+    /// Two or more slots (or fewer, after some left), with their tree.
+    Many(Box<Many>),
+}
+
+/// The slots carrying a tag, and their weights.
+#[derive(Debug, Default)]
+struct Many {
     /// The member slots, in no particular order.
     slots: Vec<u32>,
     /// Their weights, parallel to `slots`.
     weights: Weights,
 }
 
+/// The weight of slot `s`: its instance's, 0 when not pickable.
+fn weight_of(slots: &[Instance], s: u32) -> u32 {
+    slots.get(s as usize).map_or(0, Instance::weight)
+}
+
 impl Members {
     /// Sum of the members' weights: 0 means none is pickable.
-    fn total(&self) -> u64 {
-        self.weights.total()
+    fn total(&self, slots: &[Instance]) -> u64 {
+        match self {
+            Members::Empty => 0,
+            Members::One(s) => u64::from(weight_of(slots, *s)),
+            Members::Many(m) => m.weights.total(),
+        }
     }
 
     /// A member slot, each with probability weight / total; `None` when the total is 0.
-    fn pick(&self, rng: &mut fastrand::Rng) -> Option<usize> {
-        let p = self.weights.pick(rng)?;
-        self.slots.get(p).map(|&s| s as usize)
+    fn pick(&self, slots: &[Instance], rng: &mut fastrand::Rng) -> Option<usize> {
+        match self {
+            Members::Empty => None,
+            Members::One(s) => (weight_of(slots, *s) > 0).then_some(*s as usize),
+            Members::Many(m) => {
+                let p = m.weights.pick(rng)?;
+                m.slots.get(p).map(|&s| s as usize)
+            }
+        }
+    }
+
+    /// Every member slot with its weight.
+    fn each<'a>(&'a self, slots: &'a [Instance]) -> impl Iterator<Item = (usize, u32)> + 'a {
+        let (one, many) = match self {
+            Members::Empty => (None, None),
+            Members::One(s) => (Some((*s as usize, weight_of(slots, *s))), None),
+            Members::Many(m) => (None, Some(m)),
+        };
+        let many = many.into_iter().flat_map(|m| {
+            (m.slots.iter().enumerate()).map(|(p, &s)| (s as usize, m.weights.get(p)))
+        });
+        one.into_iter().chain(many)
     }
 }
 
@@ -68,7 +111,7 @@ pub(super) struct Tags {
     members: Vec<Members>,
     /// Ids of tags no slot carries any more, for the next new tag.
     free: Vec<u32>,
-    /// (tag id, slot) → the slot's position in that tag's members.
+    /// (tag id, slot) → the slot's position in that tag's [`Many`].
     at: HashMap<(u32, u32), u32>,
 }
 
@@ -78,28 +121,43 @@ impl Tags {
         self.members.get(id as usize)
     }
 
-    /// Adds `slot`, of weight `w`, to the index of each of `tags` (creating the ones no slot carried).
-    pub(super) fn join(&mut self, slot: usize, tags: &[String], w: u32) {
+    /// Adds `slot`, of weight `w`, to the index of each of `tags` (creating the ones no slot
+    /// carried); `weights` gives the weight of a tag's single member when it gets a second.
+    pub(super) fn join(&mut self, slot: usize, tags: &[String], w: u32, weights: &Weights) {
         let slot = small(slot);
         for tag in tags {
-            let id = match self.ids.get(tag.as_str()) {
-                Some(&id) => id,
-                None => {
-                    let id = self.free.pop().unwrap_or_else(|| {
-                        self.members.push(Members::default());
-                        small(self.members.len() - 1)
-                    });
-                    self.ids.insert(tag.as_str().into(), id);
-                    id
+            let Some(&id) = self.ids.get(tag.as_str()) else {
+                let id = self.free.pop().unwrap_or_else(|| {
+                    self.members.push(Members::Empty);
+                    small(self.members.len() - 1)
+                });
+                self.ids.insert(tag.as_str().into(), id);
+                if let Some(m) = self.members.get_mut(id as usize) {
+                    *m = Members::One(slot);
                 }
-            };
-            let Some(m) = self.members.get_mut(id as usize) else {
                 continue;
             };
-            if let std::collections::hash_map::Entry::Vacant(e) = self.at.entry((id, slot)) {
-                e.insert(small(m.slots.len()));
-                m.slots.push(slot);
-                m.weights.push(w);
+            let Some(members) = self.members.get_mut(id as usize) else {
+                continue;
+            };
+            match members {
+                Members::One(s) if *s == slot => {}
+                Members::One(s) => {
+                    let first = *s;
+                    let mut many = Box::<Many>::default();
+                    many.slots.push(first);
+                    many.weights.push(weights.get(first as usize));
+                    self.at.insert((id, first), 0);
+                    *members = Members::Many(many);
+                }
+                _ => {}
+            }
+            if let Members::Many(m) = members {
+                if let Entry::Vacant(e) = self.at.entry((id, slot)) {
+                    e.insert(small(m.slots.len()));
+                    m.slots.push(slot);
+                    m.weights.push(w);
+                }
             }
         }
     }
@@ -112,19 +170,27 @@ impl Tags {
             let Some(&id) = self.ids.get(tag.as_str()) else {
                 continue;
             };
-            let (Some(p), Some(m)) = (
-                self.at.remove(&(id, slot)),
-                self.members.get_mut(id as usize),
-            ) else {
+            let Some(members) = self.members.get_mut(id as usize) else {
                 continue;
             };
-            let p = p as usize;
-            m.slots.swap_remove(p);
-            m.weights.swap_remove(p);
-            if let Some(&moved) = m.slots.get(p) {
-                self.at.insert((id, moved), small(p));
-            } else if m.slots.is_empty() {
-                *m = Members::default();
+            match members {
+                Members::One(s) if *s == slot => *members = Members::Empty,
+                Members::Many(m) => {
+                    let Some(p) = self.at.remove(&(id, slot)) else {
+                        continue;
+                    };
+                    let p = p as usize;
+                    m.slots.swap_remove(p);
+                    m.weights.swap_remove(p);
+                    if let Some(&moved) = m.slots.get(p) {
+                        self.at.insert((id, moved), small(p));
+                    } else if m.slots.is_empty() {
+                        *members = Members::Empty;
+                    }
+                }
+                _ => {}
+            }
+            if matches!(members, Members::Empty) {
                 self.ids.remove(tag.as_str());
                 self.free.push(id);
             }
@@ -139,28 +205,31 @@ impl Tags {
             let Some(&id) = self.ids.get(tag.as_str()) else {
                 continue;
             };
-            let Some(p) = self.at.remove(&(id, from)) else {
-                continue;
-            };
-            self.at.insert((id, to), p);
-            if let Some(s) = self
-                .members
-                .get_mut(id as usize)
-                .and_then(|m| m.slots.get_mut(p as usize))
-            {
-                *s = to;
+            match self.members.get_mut(id as usize) {
+                Some(Members::One(s)) if *s == from => *s = to,
+                Some(Members::Many(m)) => {
+                    let Some(p) = self.at.remove(&(id, from)) else {
+                        continue;
+                    };
+                    self.at.insert((id, to), p);
+                    if let Some(s) = m.slots.get_mut(p as usize) {
+                        *s = to;
+                    }
+                }
+                _ => {}
             }
         }
     }
 
-    /// Sets the weight of `slot` to `w` in the index of each of `tags`.
+    /// Sets the weight of `slot` to `w` in the index of each of `tags` (a single member's weight is
+    /// read from its slot: nothing to set).
     pub(super) fn set_weight(&mut self, slot: usize, tags: &[String], w: u32) {
         let slot = small(slot);
         for tag in tags {
             let Some(&id) = self.ids.get(tag.as_str()) else {
                 continue;
             };
-            if let (Some(&p), Some(m)) =
+            if let (Some(&p), Some(Members::Many(m))) =
                 (self.at.get(&(id, slot)), self.members.get_mut(id as usize))
             {
                 m.weights.set(p as usize, w);
@@ -180,28 +249,29 @@ impl Tags {
         slots: &[Instance],
         rng: &mut fastrand::Rng,
     ) -> Option<usize> {
-        let mut rarest: Option<&Members> = None;
+        let mut rarest: Option<(&Members, u64)> = None;
         for tag in tags {
             let m = self.of(tag.as_ref())?;
-            if rarest.is_none_or(|r| m.total() < r.total()) {
-                rarest = Some(m);
+            let total = m.total(slots);
+            if rarest.is_none_or(|(_, least)| total < least) {
+                rarest = Some((m, total));
             }
         }
-        let m = rarest?;
+        let (m, _) = rarest?;
         if tags.len() == 1 {
-            return m.pick(rng);
+            return m.pick(slots, rng);
         }
         for _ in 0..TAGGED_TRIES {
-            let s = m.pick(rng)?;
+            let s = m.pick(slots, rng)?;
             if slots.get(s).is_some_and(|x| x.spec.has_tags(tags)) {
                 return Some(s);
             }
         }
         let mut matcher = Matcher::default();
         let (mut total, mut chosen) = (0u64, None);
-        for (p, &s) in m.slots.iter().enumerate() {
-            let w = u64::from(m.weights.get(p));
-            let Some(inst) = slots.get(s as usize) else {
+        for (s, w) in m.each(slots) {
+            let w = u64::from(w);
+            let Some(inst) = slots.get(s) else {
                 continue;
             };
             if w == 0 || !matcher.matches(&inst.spec, tags) {
@@ -211,7 +281,7 @@ impl Tags {
             // slot is the one kept with probability w / total.
             total += w;
             if rng.u64(..total) < w {
-                chosen = Some(s as usize);
+                chosen = Some(s);
             }
         }
         chosen
@@ -247,14 +317,12 @@ impl Matcher {
 
 #[cfg(test)]
 impl Tags {
-    /// The members of `tag` as sorted (slot, weight) pairs.
-    pub(super) fn members_of(&self, tag: &str) -> Vec<(usize, u32)> {
+    /// The members of `tag` as sorted (slot, weight) pairs, weights read as a pick reads them.
+    pub(super) fn members_of(&self, tag: &str, slots: &[Instance]) -> Vec<(usize, u32)> {
         let Some(m) = self.of(tag) else {
             return Vec::new();
         };
-        let mut out: Vec<_> = (m.slots.iter().enumerate())
-            .map(|(p, &s)| (s as usize, m.weights.get(p)))
-            .collect();
+        let mut out: Vec<_> = m.each(slots).collect();
         out.sort_unstable();
         out
     }
@@ -268,18 +336,32 @@ impl Tags {
             }
         }
         assert_eq!(self.ids.len(), want.len(), "one index per tag carried");
+        let mut positions = 0;
         for (tag, members) in &want {
-            assert_eq!(&self.members_of(tag), members, "tag {tag}");
-            let m = self.of(tag).unwrap();
-            assert_eq!(m.slots.len(), m.weights.len());
-            for (p, &s) in m.slots.iter().enumerate() {
-                assert_eq!(self.at.get(&(self.ids[*tag], s)), Some(&small(p)));
+            assert_eq!(&self.members_of(tag, slots), members, "tag {tag}");
+            match self.of(tag).unwrap() {
+                Members::Empty => panic!("tag {tag} has an empty index"),
+                Members::One(_) => {}
+                Members::Many(m) => {
+                    assert_eq!(m.slots.len(), m.weights.len());
+                    for (p, &s) in m.slots.iter().enumerate() {
+                        assert_eq!(self.at.get(&(self.ids[*tag], s)), Some(&small(p)));
+                    }
+                    positions += m.slots.len();
+                }
             }
         }
-        assert_eq!(self.at.len(), want.values().map(Vec::len).sum::<usize>());
+        assert_eq!(
+            self.at.len(),
+            positions,
+            "positions of members of a Many only"
+        );
         assert_eq!(self.ids.len() + self.free.len(), self.members.len());
         for &id in &self.free {
-            assert!(self.members[id as usize].slots.is_empty(), "free id {id}");
+            assert!(
+                matches!(self.members[id as usize], Members::Empty),
+                "free id {id}"
+            );
         }
     }
 }

@@ -207,8 +207,8 @@ fn a_rare_tag_among_100k_is_drawn_by_weight_from_an_index_of_its_own() {
         r.set_draining("web", &format!("h{i}:1"), true);
     }
     let svc = &r.services["web"];
-    assert_eq!(svc.tags.members_of("canary").len(), 1_000);
-    assert_eq!(svc.tags.members_of("v2").len(), 99_000);
+    assert_eq!(svc.tags.members_of("canary", &svc.slots).len(), 1_000);
+    assert_eq!(svc.tags.members_of("v2", &svc.slots).len(), 99_000);
     let weight_of = |a: &str| {
         let i: usize = a
             .trim_start_matches('h')
@@ -231,7 +231,7 @@ fn a_rare_tag_among_100k_is_drawn_by_weight_from_an_index_of_its_own() {
 }
 
 #[test]
-fn tags_nobody_carries_any_more_are_freed_and_their_ids_reused() {
+fn tags_nobody_carries_are_freed_and_a_tag_of_one_instance_has_no_tree() {
     let mut r = reg();
     let t0 = Instant::now();
     r.register("web", "plain", TTL, t0).unwrap();
@@ -243,14 +243,19 @@ fn tags_nobody_carries_any_more_are_freed_and_their_ids_reused() {
             assert!(r.deregister("web", &format!("h:{}", i - 1)));
         }
     }
-    let tags = &r.services["web"].tags;
+    let svc = &r.services["web"];
+    let tags = &svc.tags;
     assert_eq!(tags.ids.len(), 2, "own-999 and shared");
     assert!(
         tags.members.len() <= 3,
         "{} indexes kept",
         tags.members.len()
     );
-    assert_eq!(tags.members_of("own-999").len(), 1);
+    assert_eq!(tags.members_of("own-999", &svc.slots).len(), 1);
+    // A tag of one instance is its slot number alone: no tree, no position entry.
+    assert!(matches!(tags.of("own-999"), Some(Members::One(_))));
+    assert!(matches!(tags.of("shared"), Some(Members::Many(_))));
+    assert_eq!(tags.at.len(), 1, "the one member of shared's tree");
     check_invariants(&r);
 }
 
