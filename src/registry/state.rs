@@ -9,8 +9,10 @@
 //! it in one `std::sync::Mutex` that is never held across an `.await`. For
 //! that reason every method is quick: register, renew, deregister, drain,
 //! probe marking and pick are O(1) or O(log n) (a pick is one weighted draw
-//! down a Fenwick tree, see `state/service.rs`); only the periodic sweep, the
-//! listings and the fallback of a tag-filtered pick walk the instances.
+//! down a Fenwick tree, see `state/service.rs`, or down a tag's own tree, see
+//! `state/tags.rs`); only the periodic sweep, the listings and the fallback of
+//! a pick filtered by several tags (over the rarest tag's instances) walk
+//! instances.
 //!
 //! The async layer writes through [`Change`] values and [`Registry::apply`]
 //! (in `state/change.rs`), which say what each change did and whose index
@@ -26,9 +28,11 @@
 
 mod change;
 mod service;
+mod tags;
 
 pub use change::{Applied, Change, Held, Outcome, Record, ResetReport, Snapshot};
-pub use service::{Counts, Standing, TAGGED_TRIES};
+pub use service::{Counts, Standing};
+pub use tags::TAGGED_TRIES;
 
 use crate::spec::{Check, Spec};
 use service::Service;
@@ -314,22 +318,14 @@ impl Registry {
                 let new_spec = spec
                     .filter(|s| svc.slots.get(i).is_some_and(|x| *x.spec != ***s))
                     .map(|s| svc.share(s, default));
-                if let (Some(new), Some(old)) =
-                    (&new_spec, svc.slots.get(i).map(|x| x.spec.clone()))
-                {
-                    svc.count_tags(&old, false);
-                    svc.count_tags(new, true);
+                let mut changed = false;
+                if let Some(spec) = new_spec {
+                    changed = svc.set_spec(i, spec).is_some();
                 }
                 let changed = svc.edit(i, |inst| {
                     inst.last_beat = now;
                     inst.ttl = ttl;
                     inst.expires_at = expires_at;
-                    let mut changed = false;
-                    if let Some(spec) = new_spec {
-                        inst.excluded &= spec.check != Check::None;
-                        inst.spec = spec;
-                        changed = true;
-                    }
                     if let Some(d) = draining.filter(|d| *d != inst.draining) {
                         inst.draining = d;
                         changed = true;
@@ -505,8 +501,9 @@ impl Registry {
     }
 
     /// [`Registry::pick`] among the instances carrying every tag in `tags` (all of them when `tags`
-    /// is empty). A few weighted draws, then a weighted scan of the matching ones as a fallback: see
-    /// [`TAGGED_TRIES`] for how often the O(n) scan runs.
+    /// is empty). One tag: one weighted draw among the instances carrying it, O(log m). Several: a
+    /// few draws among those carrying the rarest, then a weighted scan of those as a fallback: see
+    /// [`TAGGED_TRIES`] for how often it runs.
     pub fn pick_tagged<S: AsRef<str>>(
         &mut self,
         service: &str,
@@ -664,11 +661,7 @@ mod tests {
                 }
             }
             assert_eq!(svc.counts, counts);
-            let mut tags: HashMap<String, usize> = HashMap::new();
-            for tag in svc.slots.iter().flat_map(|x| x.spec.tags.iter()) {
-                *tags.entry(tag.clone()).or_default() += 1;
-            }
-            assert_eq!(svc.tag_counts, tags);
+            svc.tags.check(&svc.slots, &svc.weights);
             assert_eq!(svc.weights.total(), weight);
             assert!(svc.index >= 1 && svc.index <= r.counter);
             total += svc.slots.len();

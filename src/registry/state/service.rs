@@ -1,22 +1,21 @@
-//! One service's instances: a dense `Vec` of slots, a map from address to slot, and the [`Weights`]
-//! tree parallel to the slots, with the counts of instances by [`Standing`].
+//! One service's instances: a dense `Vec` of slots, a map from address to slot, the [`Weights`]
+//! tree parallel to the slots, the tag indexes ([`Tags`]), and the counts of instances by
+//! [`Standing`].
 //!
-//! Every change to a slot goes through [`Service::push`], [`Service::remove_at`] or [`Service::edit`],
-//! which keep the position map, the counts and the weights in step: a slot's weight is its instance's
-//! `spec.weight` while it is pickable (not excluded by a probe, not draining), else 0. So a pick is one
-//! weighted draw in O(log n), never a scan, and a draining or excluded instance is never drawn.
+//! Every change to a slot goes through [`Service::push`], [`Service::remove_at`], [`Service::edit`]
+//! or [`Service::set_spec`], which keep the position map, the counts, the weights and the tag indexes
+//! in step: a slot's weight is its instance's `spec.weight` while it is pickable (not excluded by a
+//! probe, not draining), else 0, in the service's tree and in the index of each of its tags. So a
+//! pick is one weighted draw in O(log n), a pick filtered by one tag one draw in O(log m) among the m
+//! instances carrying it, never a scan, and a draining or excluded instance is never drawn.
 
+use super::tags::Tags;
 use super::Instance;
 use crate::registry::weighted::Weights;
-use crate::spec::Spec;
+use crate::spec::{Check, Spec};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Weighted draws a tag-filtered pick tries before it falls back to a scan of the matching
-/// instances. With matching instances holding a share `p` of the pickable weight, the scan is needed
-/// with probability `(1 - p)^8`: about once in 400 picks at `p = 1/2`, one pick in 2.3 at `p = 1/10`.
-pub const TAGGED_TRIES: usize = 8;
 
 /// How an instance counts in listings and metrics: each instance is exactly one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,9 +78,8 @@ pub(super) struct Service {
     pub(super) slots: Vec<Instance>,
     pub(super) pos: HashMap<Arc<str>, usize>,
     pub(super) weights: Weights,
-    /// How many instances carry each tag (tags carried by none are absent): a filter naming a tag
-    /// nobody carries is answered without a scan.
-    pub(super) tag_counts: HashMap<String, usize>,
+    /// For each tag carried by some instance, the slots carrying it and their weights.
+    pub(super) tags: Tags,
     /// The spec last given to a new instance: a fleet registered alike shares one allocation.
     last_spec: Option<Arc<Spec>>,
 }
@@ -96,7 +94,12 @@ impl Service {
     }
 
     pub(super) fn push(&mut self, inst: Instance) {
-        self.count_tags(&inst.spec, true);
+        self.tags.join(
+            self.slots.len(),
+            &inst.spec.tags,
+            inst.weight(),
+            &self.weights,
+        );
         self.pos.insert(inst.addr.clone(), self.slots.len());
         self.counts.add(inst.standing());
         self.weights.push(inst.weight());
@@ -104,40 +107,22 @@ impl Service {
         debug_assert_eq!(self.weights.len(), self.slots.len());
     }
 
-    /// Removes the instance at `i`, moving the last one into its place (in the weights too).
+    /// Removes the instance at `i`, moving the last one into its place (in the weights and the tag
+    /// indexes too).
     pub(super) fn remove_at(&mut self, i: usize) -> Option<Instance> {
-        if i >= self.slots.len() {
-            return None;
-        }
+        let last = self.slots.len().checked_sub(1).filter(|&last| i <= last)?;
         let gone = self.slots.swap_remove(i);
         self.weights.swap_remove(i);
+        self.tags.leave(i, &gone.spec.tags);
         self.pos.remove(&gone.addr);
         if let Some(moved) = self.slots.get(i) {
             if let Some(p) = self.pos.get_mut(&moved.addr) {
                 *p = i;
             }
+            self.tags.renumber(last, i, &moved.spec.tags);
         }
         self.counts.sub(gone.standing());
-        self.count_tags(&gone.spec, false);
         Some(gone)
-    }
-
-    /// Counts the tags of `spec` in (`add`) or out of [`Service::tag_counts`]; called for every
-    /// instance that comes, goes, or changes its spec.
-    pub(super) fn count_tags(&mut self, spec: &Spec, add: bool) {
-        for tag in &spec.tags {
-            match self.tag_counts.get_mut(tag.as_str()) {
-                Some(n) if add => *n += 1,
-                Some(n) if *n > 1 => *n -= 1,
-                Some(_) => {
-                    self.tag_counts.remove(tag.as_str());
-                }
-                None if add => {
-                    self.tag_counts.insert(tag.clone(), 1);
-                }
-                None => {}
-            }
-        }
     }
 
     pub(super) fn remove(&mut self, addr: &str) -> Option<Instance> {
@@ -145,18 +130,35 @@ impl Service {
     }
 
     /// Changes the instance at `i` with `edit`, then brings its count and its weight up to date (an
-    /// O(log n) update of the tree when the weight moved). `None` if there is no slot `i`.
+    /// O(log n) update of the service's tree, and of each of its tags' trees, when the weight moved).
+    /// `edit` must not replace the spec: [`Service::set_spec`] does. `None` if there is no slot `i`.
     pub(super) fn edit<R>(&mut self, i: usize, edit: impl FnOnce(&mut Instance) -> R) -> Option<R> {
         let inst = self.slots.get_mut(i)?;
-        let before = inst.standing();
+        let (before, spec) = (inst.standing(), Arc::as_ptr(&inst.spec));
         let out = edit(inst);
+        debug_assert!(std::ptr::eq(spec, Arc::as_ptr(&inst.spec)), "spec replaced");
         let (after, weight) = (inst.standing(), inst.weight());
         if before != after {
             self.counts.sub(before);
             self.counts.add(after);
         }
-        self.weights.set(i, weight);
+        if self.weights.get(i) != weight {
+            self.weights.set(i, weight);
+            self.tags.set_weight(i, &inst.spec.tags, weight);
+        }
         Some(out)
+    }
+
+    /// Gives the instance at `i` the spec `spec`, moving it from the indexes of its old tags to those
+    /// of the new ones, then brings its weight up to date as [`Service::edit`] does; `check=none`
+    /// clears an exclusion, since no probe would ever restore it. `None` if there is no slot `i`.
+    pub(super) fn set_spec(&mut self, i: usize, spec: Arc<Spec>) -> Option<()> {
+        let inst = self.slots.get_mut(i)?;
+        let old = std::mem::replace(&mut inst.spec, spec);
+        self.tags.leave(i, &old.tags);
+        self.tags
+            .join(i, &inst.spec.tags, self.weights.get(i), &self.weights);
+        self.edit(i, |inst| inst.excluded &= inst.spec.check != Check::None)
     }
 
     /// Removes every instance whose lease ran out, appending them to `out`.
@@ -193,74 +195,18 @@ impl Service {
         self.weights.pick(rng)
     }
 
-    /// A pickable slot carrying every tag in `tags`, each with probability weight / total weight of
-    /// the matching ones. A tag no instance carries answers `None` at once (from the tag counts).
-    /// Otherwise up to [`TAGGED_TRIES`] weighted draws, accepted if they match (each accepted draw is
-    /// exactly weighted among the matching); then one pass over the slots drawing among the matching
-    /// ones by weighted reservoir sampling, exactly weighted too: O(n), where instances sharing a
-    /// spec allocation are matched by pointer after the first.
+    /// A pickable slot carrying every tag in `tags` (any pickable slot when `tags` is empty), each
+    /// with probability weight / total weight of the matching ones: one draw from the service's tree,
+    /// or see [`Tags::pick`] (one draw from the tag's index when there is one tag).
     pub(super) fn pick_tagged<S: AsRef<str>>(
         &self,
         tags: &[S],
         rng: &mut fastrand::Rng,
     ) -> Option<usize> {
-        if tags.is_empty() || self.weights.total() == 0 {
+        if tags.is_empty() {
             return self.pick_index(rng);
         }
-        if tags
-            .iter()
-            .any(|t| !self.tag_counts.contains_key(t.as_ref()))
-        {
-            return None;
-        }
-        for _ in 0..TAGGED_TRIES {
-            let i = self.weights.pick(rng)?;
-            if self.slots.get(i).is_some_and(|x| x.spec.has_tags(tags)) {
-                return Some(i);
-            }
-        }
-        let mut matcher = Matcher::default();
-        let (mut total, mut chosen) = (0u64, None);
-        for (i, inst) in self.slots.iter().enumerate() {
-            let w = u64::from(self.weights.get(i));
-            if w == 0 || !matcher.matches(&inst.spec, tags) {
-                continue;
-            }
-            // Keep slot i with probability w / (weight seen so far): in the end each matching
-            // slot is the one kept with probability w / total.
-            total += w;
-            if rng.u64(..total) < w {
-                chosen = Some(i);
-            }
-        }
-        chosen
-    }
-}
-
-/// Remembers whether specs matched a tag filter, in a small direct-mapped table keyed by the spec's
-/// address, so instances sharing a spec allocation cost a pointer comparison each instead of string
-/// comparisons.
-struct Matcher {
-    seen: [(*const Spec, bool); 64],
-}
-
-impl Default for Matcher {
-    fn default() -> Self {
-        Matcher {
-            seen: [(std::ptr::null(), false); 64],
-        }
-    }
-}
-
-impl Matcher {
-    fn matches<S: AsRef<str>>(&mut self, spec: &Arc<Spec>, tags: &[S]) -> bool {
-        let ptr = Arc::as_ptr(spec);
-        // Specs are at least 64 bytes apart: the bits above 6 tell them apart.
-        let slot = &mut self.seen[(ptr as usize >> 6) % 64];
-        if slot.0 != ptr {
-            *slot = (ptr, spec.has_tags(tags));
-        }
-        slot.1
+        self.tags.pick(tags, &self.slots, rng)
     }
 }
 
@@ -443,57 +389,6 @@ mod tests {
         // Gone with its lease like any other.
         assert_eq!(r.expire(t0 + TTL).len(), 2);
         check_invariants(&r);
-    }
-
-    #[test]
-    fn tagged_picks_carry_every_tag_and_follow_the_weights() {
-        let mut r = reg();
-        let t0 = Instant::now();
-        let v2eu = spec(&[("tag", "v2"), ("tag", "eu")]);
-        let v2eu4 = spec(&[("tag", "v2"), ("tag", "eu"), ("weight", "4")]);
-        let v2 = spec(&[("tag", "v2")]);
-        r.upsert("web", "a", TTL, Some(&v2eu), None, t0).unwrap();
-        r.upsert("web", "b", TTL, Some(&v2eu4), None, t0).unwrap();
-        r.upsert("web", "c", TTL, Some(&v2), None, t0).unwrap();
-        for i in 0..20 {
-            r.register("web", &format!("plain:{i}"), TTL, t0).unwrap();
-        }
-        let mut rng = fastrand::Rng::with_seed(3);
-        let mut seen: HashMap<String, u32> = HashMap::new();
-        for _ in 0..10_000 {
-            let a = r.pick_tagged("web", &["eu", "v2"], &mut rng).unwrap();
-            *seen.entry(a.to_string()).or_default() += 1;
-        }
-        assert_eq!(seen.len(), 2, "{seen:?}");
-        assert!((1_800..=2_200).contains(&seen["a"]), "{seen:?}");
-        assert_eq!(r.pick_tagged("web", &["v3"], &mut rng), None);
-        assert_eq!(r.set_draining("web", "b", true), Some(true));
-        assert_eq!(
-            r.pick_tagged("web", &["eu"], &mut rng).as_deref(),
-            Some("a")
-        );
-        assert!(r.mark_probe("web", "a", false, t0));
-        assert_eq!(r.pick_tagged("web", &["eu"], &mut rng), None);
-        assert!(r.pick_tagged::<&str>("web", &[], &mut rng).is_some());
-    }
-
-    #[test]
-    fn a_tagged_pick_finds_the_one_match_among_100k() {
-        let mut r = reg();
-        let t0 = Instant::now();
-        let canary = spec(&[("tag", "canary")]);
-        for i in 0..100_000 {
-            let a = format!("h{i}:1");
-            let s = (i == 54_321).then_some(&canary);
-            r.upsert("add", &a, TTL, s, None, t0).unwrap();
-        }
-        let mut rng = fastrand::Rng::with_seed(8);
-        for _ in 0..10 {
-            assert_eq!(
-                r.pick_tagged("add", &["canary"], &mut rng).as_deref(),
-                Some("h54321:1")
-            );
-        }
     }
 
     /// The model of one instance: (expires_at, excluded, draining, spec).
