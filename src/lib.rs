@@ -9,7 +9,7 @@
 //! - [`http`]: the HTTP/1.1 server and client they all speak through.
 //! - [`proto`]: the wire protocol they share: routes, request targets, service names, the listing.
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod adder;
 pub mod addr;
@@ -25,10 +25,10 @@ pub mod etcd;
 pub mod http;
 pub mod json;
 pub mod jsonread;
-pub mod log;
+mod log;
 pub mod member;
 pub mod metrics;
-pub mod promsd;
+mod promsd;
 pub mod proto;
 pub mod registry;
 pub mod rt;

@@ -4,10 +4,6 @@ use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Prints `role: message` on stderr with a `HH:MM:SS.mmm` stamp.
-///
-/// ```
-/// mini::log::line("registry", format_args!("listening on {}", "127.0.0.1:6666"));
-/// ```
 pub fn line(role: &str, message: std::fmt::Arguments<'_>) {
     let line = format!("{} {role}: {message}\n", clock());
     // One write per line, so lines from concurrent tasks never interleave and a reader of the log

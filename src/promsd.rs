@@ -3,15 +3,6 @@
 //! as a label (Prometheus' maintainers advise relabelling over filtering at the source), `[]` when
 //! there is none. The format is Prometheus' `discovery/http`: `Content-Type: application/json`, a list of
 //! `{"targets":["HOST:PORT"],"labels":{...}}`, never a `null` element.
-//!
-//! ```
-//! use mini::view::{Health, InstanceView};
-//! let v = InstanceView { id: "127.0.0.1:1111", service: "add", host: "127.0.0.1", port: 1111,
-//!                        tags: &["v2".to_string()], meta: &[], weight: 1, health: Health::Passing,
-//!                        draining: false, index: 3 };
-//! let body = mini::promsd::render(&[v]);
-//! assert!(body.contains(r#""__meta_mini_tags":",v2,""#));
-//! ```
 
 use crate::json::{self, Object};
 use crate::view::{Health, InstanceView};
@@ -23,10 +14,6 @@ pub const PREFIX: &str = "__meta_mini_";
 
 /// A label name from a meta key: characters outside `[a-zA-Z0-9_]` become `_`, as Prometheus'
 /// own discoveries do (`strutil.SanitizeLabelName`).
-///
-/// ```
-/// assert_eq!(mini::promsd::sanitize("app.kubernetes/io-name"), "app_kubernetes_io_name");
-/// ```
 pub fn sanitize(key: &str) -> String {
     key.chars()
         .map(|c| {
@@ -135,6 +122,12 @@ mod tests {
             Some("draining")
         );
         assert_eq!(l1.get("__meta_mini_tags").unwrap().as_str(), Some(""));
+    }
+
+    #[test]
+    fn meta_keys_become_label_names() {
+        assert_eq!(sanitize("app.kubernetes/io-name"), "app_kubernetes_io_name");
+        assert_eq!(sanitize("zone_1"), "zone_1");
     }
 
     #[test]

@@ -97,6 +97,12 @@ impl std::error::Error for BadServiceName {}
 
 impl ServiceName {
     /// Whether `name` is a valid service name.
+    ///
+    /// ```
+    /// use mini::proto::ServiceName;
+    /// assert!(ServiceName::is_valid("add-v2.eu_1"));
+    /// assert!(!ServiceName::is_valid("a b") && !ServiceName::is_valid(""));
+    /// ```
     pub fn is_valid(name: &str) -> bool {
         !name.is_empty()
             && name.len() <= MAX_SERVICE_NAME
@@ -200,11 +206,21 @@ pub fn service_addr_target(service: &ServiceName) -> String {
 }
 
 /// One instance: `/v1/services/SERVICE/ADDR` (`PUT` registers, `DELETE` deregisters).
+///
+/// ```
+/// let add = mini::proto::ServiceName::default();
+/// assert_eq!(mini::proto::instance_path(&add, "127.0.0.1:1111"), "/v1/services/add/127.0.0.1:1111");
+/// ```
 pub fn instance_path(service: &ServiceName, addr: &str) -> String {
     format!("{SERVICES}/{service}/{addr}")
 }
 
 /// One service's listing in its text form, for people: `/v1/services/SERVICE`.
+///
+/// ```
+/// let add = mini::proto::ServiceName::default();
+/// assert_eq!(mini::proto::service_path(&add), "/v1/services/add");
+/// ```
 pub fn service_path(service: &ServiceName) -> String {
     format!("{SERVICES}/{service}")
 }
@@ -246,6 +262,10 @@ pub fn add_target(a: i64, b: i64) -> String {
 }
 
 /// The word a listing uses for an instance's health: `healthy`, or `excluded` by a failed probe.
+///
+/// ```
+/// assert_eq!(mini::proto::health_word(false), "excluded");
+/// ```
 pub fn health_word(healthy: bool) -> &'static str {
     if healthy {
         "healthy"

@@ -22,6 +22,10 @@ pub enum Health {
 
 impl Health {
     /// `passing`, `warning` or `critical`.
+    ///
+    /// ```
+    /// assert_eq!(mini::view::Health::Warning.word(), "warning");
+    /// ```
     pub fn word(self) -> &'static str {
         match self {
             Health::Passing => "passing",

@@ -69,6 +69,14 @@ fn nowhere() -> String {
     l.local_addr().expect("addr").to_string()
 }
 
+/// A loopback listener on its own thread handing each connection to `answer`; its address.
+fn serve_each(answer: impl Fn(TcpStream) + Send + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || listener.incoming().map_while(Result::ok).for_each(answer));
+    addr
+}
+
 /// One kept-alive connection for many lookups.
 struct KeepAlive {
     stream: TcpStream,
@@ -122,12 +130,8 @@ impl KeepAlive {
 fn a_raw_tcp_listener_is_healthy_with_check_tcp_and_excluded_with_the_default_check() {
     let reg = Proc::registry(FAST);
     // Speaks no HTTP: accepts, writes a line that is no HTTP response, and closes.
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let raw = listener.local_addr().expect("addr").to_string();
-    std::thread::spawn(move || {
-        for mut conn in listener.incoming().map_while(Result::ok) {
-            let _ = conn.write_all(b"SSH-2.0-not-http\r\n");
-        }
+    let raw = serve_each(|mut conn| {
+        let _ = conn.write_all(b"SSH-2.0-not-http\r\n");
     });
     put(&reg.addr, "tcp", &raw, "check=tcp");
     put(&reg.addr, "plain", &raw, "");
@@ -158,21 +162,17 @@ fn a_raw_tcp_listener_is_healthy_with_check_tcp_and_excluded_with_the_default_ch
 fn an_http_check_probes_its_path_and_any_2xx_is_healthy() {
     let reg = Proc::registry(FAST);
     // Answers 204 on /healthz and 404 elsewhere (so the default /aliveCheck fails).
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let web = listener.local_addr().expect("addr").to_string();
-    std::thread::spawn(move || {
-        for mut conn in listener.incoming().map_while(Result::ok) {
-            let mut head = [0u8; 1024];
-            let n = conn.read(&mut head).unwrap_or(0);
-            let status = if head[..n].starts_with(b"GET /healthz?deep=1 ") {
-                204
-            } else {
-                404
-            };
-            let reply =
-                format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            let _ = conn.write_all(reply.as_bytes());
-        }
+    let web = serve_each(|mut conn| {
+        let mut head = [0u8; 1024];
+        let n = conn.read(&mut head).unwrap_or(0);
+        let status = if head[..n].starts_with(b"GET /healthz?deep=1 ") {
+            204
+        } else {
+            404
+        };
+        let reply =
+            format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = conn.write_all(reply.as_bytes());
     });
     put(&reg.addr, "web", &web, "check=http:/healthz%3Fdeep=1");
     put(&reg.addr, "old", &web, "");

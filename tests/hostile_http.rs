@@ -701,6 +701,7 @@ fn out_of_descriptors_the_registry_backs_off_and_recovers() {
 }
 
 /// Bad Consul registration bodies (issue 12): `(what, body, the reason the 400 must give)`.
+#[rustfmt::skip]
 fn bad_consul_registrations() -> Vec<(&'static str, String, &'static str)> {
     let with =
         |extra: &str| format!(r#"{{"Name":"web","Port":8000,"Address":"127.0.0.1"{extra}}}"#);
@@ -708,226 +709,56 @@ fn bad_consul_registrations() -> Vec<(&'static str, String, &'static str)> {
         let list: Vec<String> = (0..n).map(|i| format!("\"t{i}\"")).collect();
         with(&format!(r#","Tags":[{}]"#, list.join(",")))
     };
+    let meta = |n: usize| {
+        let pairs: Vec<String> = (0..n).map(|i| format!("\"k{i}\":\"v\"")).collect();
+        with(&format!(r#","Meta":{{{}}}"#, pairs.join(",")))
+    };
     vec![
-        (
-            "an empty body",
-            String::new(),
-            "bad body: bad JSON at byte 0",
-        ),
-        (
-            "a body that is not JSON",
-            "Name=web".into(),
-            "bad body: bad JSON at byte 0",
-        ),
-        (
-            "a cut-off body",
-            r#"{"Name":"web","Port":"#.into(),
-            "bad body: bad JSON",
-        ),
-        (
-            "an unknown escape in a string",
-            r#"{"Name":"w\xff","Port":8000,"Address":"127.0.0.1"}"#.into(),
-            "bad body: bad JSON",
-        ),
-        (
-            "a body that is an array",
-            r#"[{"Name":"web"}]"#.into(),
-            "bad body: not a JSON object",
-        ),
-        (
-            "a body that is a string",
-            r#""web""#.into(),
-            "bad body: not a JSON object",
-        ),
-        (
-            "60 000 nested arrays",
-            format!(r#"{{"Name":"web","Meta":{}"#, "[".repeat(60_000)),
-            "bad body: bad JSON",
-        ),
-        (
-            "10 000 nested objects",
-            format!(r#"{{"Name":"web","Meta":{}"#, "{\"a\":".repeat(10_000)),
-            "bad body: bad JSON",
-        ),
+        ("an empty body", String::new(), "bad body: bad JSON at byte 0"),
+        ("a body that is not JSON", "Name=web".into(), "bad body: bad JSON at byte 0"),
+        ("a cut-off body", r#"{"Name":"web","Port":"#.into(), "bad body: bad JSON"),
+        ("an unknown escape in a string", r#"{"Name":"w\xff","Port":8000,"Address":"127.0.0.1"}"#.into(), "bad body: bad JSON"),
+        ("a body that is an array", r#"[{"Name":"web"}]"#.into(), "bad body: not a JSON object"),
+        ("a body that is a string", r#""web""#.into(), "bad body: not a JSON object"),
+        ("60 000 nested arrays", format!(r#"{{"Name":"web","Meta":{}"#, "[".repeat(60_000)), "bad body: bad JSON"),
+        ("10 000 nested objects", format!(r#"{{"Name":"web","Meta":{}"#, "{\"a\":".repeat(10_000)), "bad body: bad JSON"),
         ("17 distinct tags", tags(17), "too many tags (max 16)"),
         ("5000 distinct tags", tags(5000), "too many tags (max 16)"),
-        (
-            "a tag of 129 bytes",
-            with(&format!(r#","Tags":["{}"]"#, "x".repeat(129))),
-            "bad tag",
-        ),
-        (
-            "a tag with a control byte",
-            with(r#","Tags":["a\u0001"]"#),
-            "bad tag",
-        ),
-        (
-            "17 meta pairs",
-            with(&format!(
-                r#","Meta":{{{}}}"#,
-                (0..17)
-                    .map(|i| format!("\"k{i}\":\"v\""))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )),
-            "too many meta pairs (max 16)",
-        ),
-        (
-            "no Name",
-            r#"{"Port":8000,"Address":"127.0.0.1"}"#.into(),
-            "missing Name",
-        ),
-        (
-            "a Name that is a number",
-            r#"{"Name":7,"Port":8000,"Address":"127.0.0.1"}"#.into(),
-            "bad Name: not a string",
-        ),
-        (
-            "a Name with a space",
-            r#"{"Name":"a b","Port":8000,"Address":"127.0.0.1"}"#.into(),
-            "bad Name",
-        ),
-        (
-            "an ID that is a number",
-            with(r#","ID":7"#),
-            "bad ID: not a string",
-        ),
+        ("a tag of 129 bytes", with(&format!(r#","Tags":["{}"]"#, "x".repeat(129))), "bad tag"),
+        ("a tag with a control byte", with(r#","Tags":["a\u0001"]"#), "bad tag"),
+        ("17 meta pairs", meta(17), "too many meta pairs (max 16)"),
+        ("no Name", r#"{"Port":8000,"Address":"127.0.0.1"}"#.into(), "missing Name"),
+        ("a Name that is a number", r#"{"Name":7,"Port":8000,"Address":"127.0.0.1"}"#.into(), "bad Name: not a string"),
+        ("a Name with a space", r#"{"Name":"a b","Port":8000,"Address":"127.0.0.1"}"#.into(), "bad Name"),
+        ("an ID that is a number", with(r#","ID":7"#), "bad ID: not a string"),
         ("an ID with a space", with(r#","ID":"a b""#), "bad ID"),
-        (
-            "an ID of 129 bytes",
-            with(&format!(r#","ID":"{}""#, "i".repeat(129))),
-            "bad ID",
-        ),
-        (
-            "no Port",
-            r#"{"Name":"web","Address":"127.0.0.1"}"#.into(),
-            "missing Port",
-        ),
-        (
-            "a Port that is a string",
-            r#"{"Name":"web","Port":"8000","Address":"127.0.0.1"}"#.into(),
-            "bad Port: not a number",
-        ),
-        (
-            "a Port that is a float",
-            r#"{"Name":"web","Port":80.5,"Address":"127.0.0.1"}"#.into(),
-            "bad Port",
-        ),
-        (
-            "a Port of 0",
-            r#"{"Name":"web","Port":0,"Address":"127.0.0.1"}"#.into(),
-            "bad Port",
-        ),
-        (
-            "a Port of 2^64",
-            r#"{"Name":"web","Port":18446744073709551616,"Address":"127.0.0.1"}"#.into(),
-            "bad Port",
-        ),
-        (
-            "an Address that is a number",
-            r#"{"Name":"web","Port":8000,"Address":2130706433}"#.into(),
-            "bad Address: not a string",
-        ),
-        (
-            "an Address with a port",
-            r#"{"Name":"web","Port":8000,"Address":"127.0.0.1:80"}"#.into(),
-            "bad Address",
-        ),
-        (
-            "an Address with a NUL",
-            r#"{"Name":"web","Port":8000,"Address":"127.0.0.1\u0000"}"#.into(),
-            "bad Address",
-        ),
-        (
-            "Tags that are an object",
-            with(r#","Tags":{"a":1}"#),
-            "bad Tags: not an array",
-        ),
-        (
-            "a tag that is a number",
-            with(r#","Tags":[1]"#),
-            "bad Tags: not strings",
-        ),
-        (
-            "Meta that is an array",
-            with(r#","Meta":["a"]"#),
-            "bad Meta: not an object",
-        ),
-        (
-            "a Meta value that is a number",
-            with(r#","Meta":{"a":1}"#),
-            "bad Meta: values must be strings",
-        ),
-        (
-            "a weight that is a string",
-            with(r#","Weights":{"Passing":"3"}"#),
-            "bad weight",
-        ),
-        (
-            "a weight of 0",
-            with(r#","Weights":{"Passing":0}"#),
-            "bad weight",
-        ),
-        (
-            "a Check that is a string",
-            with(r#","Check":"tcp""#),
-            "bad Check",
-        ),
-        (
-            "Checks that are an object",
-            with(r#","Checks":{"TCP":"127.0.0.1:8000"}"#),
-            "bad Checks: not an array",
-        ),
-        (
-            "two Checks",
-            with(r#","Checks":[{"TCP":"127.0.0.1:8000"},{"TTL":"5s"}]"#),
-            "bad Checks: mini runs at most one check per service",
-        ),
-        (
-            "a gRPC check",
-            with(r#","Check":{"GRPC":"127.0.0.1:8000"}"#),
-            "bad Check: mini runs HTTP, TCP or TTL checks",
-        ),
-        (
-            "a TTL that is a number",
-            with(r#","Check":{"TTL":15}"#),
-            "bad TTL: not a string",
-        ),
-        (
-            "a TTL that is no duration",
-            with(r#","Check":{"TTL":"soon"}"#),
-            "bad TTL",
-        ),
-        (
-            "a TTL over an hour",
-            with(r#","Check":{"TTL":"2h"}"#),
-            "bad TTL: must be 1ms to 1h",
-        ),
-        (
-            "an HTTP check that is a number",
-            with(r#","Check":{"HTTP":80}"#),
-            "bad HTTP: not a string",
-        ),
-        (
-            "an HTTP check on another host",
-            with(r#","Check":{"HTTP":"http://169.254.169.254:8000/latest/meta-data"}"#),
-            "bad Check.HTTP: must be on the service's own Address and Port",
-        ),
-        (
-            "an HTTP check on another port",
-            with(r#","Check":{"HTTP":"http://127.0.0.1:22/"}"#),
-            "bad Check.HTTP: must be on the service's own Address and Port",
-        ),
-        (
-            "an HTTPS check",
-            with(r#","Check":{"HTTP":"https://127.0.0.1:8000/"}"#),
-            "bad Check.HTTP: mini probes http:// URLs only",
-        ),
-        (
-            "an HTTP check path with a space",
-            with(r#","Check":{"HTTP":"http://127.0.0.1:8000/a b"}"#),
-            "bad check path",
-        ),
+        ("an ID of 129 bytes", with(&format!(r#","ID":"{}""#, "i".repeat(129))), "bad ID"),
+        ("no Port", r#"{"Name":"web","Address":"127.0.0.1"}"#.into(), "missing Port"),
+        ("a Port that is a string", r#"{"Name":"web","Port":"8000","Address":"127.0.0.1"}"#.into(), "bad Port: not a number"),
+        ("a Port that is a float", r#"{"Name":"web","Port":80.5,"Address":"127.0.0.1"}"#.into(), "bad Port"),
+        ("a Port of 0", r#"{"Name":"web","Port":0,"Address":"127.0.0.1"}"#.into(), "bad Port"),
+        ("a Port of 2^64", r#"{"Name":"web","Port":18446744073709551616,"Address":"127.0.0.1"}"#.into(), "bad Port"),
+        ("an Address that is a number", r#"{"Name":"web","Port":8000,"Address":2130706433}"#.into(), "bad Address: not a string"),
+        ("an Address with a port", r#"{"Name":"web","Port":8000,"Address":"127.0.0.1:80"}"#.into(), "bad Address"),
+        ("an Address with a NUL", r#"{"Name":"web","Port":8000,"Address":"127.0.0.1\u0000"}"#.into(), "bad Address"),
+        ("Tags that are an object", with(r#","Tags":{"a":1}"#), "bad Tags: not an array"),
+        ("a tag that is a number", with(r#","Tags":[1]"#), "bad Tags: not strings"),
+        ("Meta that is an array", with(r#","Meta":["a"]"#), "bad Meta: not an object"),
+        ("a Meta value that is a number", with(r#","Meta":{"a":1}"#), "bad Meta: values must be strings"),
+        ("a weight that is a string", with(r#","Weights":{"Passing":"3"}"#), "bad weight"),
+        ("a weight of 0", with(r#","Weights":{"Passing":0}"#), "bad weight"),
+        ("a Check that is a string", with(r#","Check":"tcp""#), "bad Check"),
+        ("Checks that are an object", with(r#","Checks":{"TCP":"127.0.0.1:8000"}"#), "bad Checks: not an array"),
+        ("two Checks", with(r#","Checks":[{"TCP":"127.0.0.1:8000"},{"TTL":"5s"}]"#), "bad Checks: mini runs at most one check per service"),
+        ("a gRPC check", with(r#","Check":{"GRPC":"127.0.0.1:8000"}"#), "bad Check: mini runs HTTP, TCP or TTL checks"),
+        ("a TTL that is a number", with(r#","Check":{"TTL":15}"#), "bad TTL: not a string"),
+        ("a TTL that is no duration", with(r#","Check":{"TTL":"soon"}"#), "bad TTL"),
+        ("a TTL over an hour", with(r#","Check":{"TTL":"2h"}"#), "bad TTL: must be 1ms to 1h"),
+        ("an HTTP check that is a number", with(r#","Check":{"HTTP":80}"#), "bad HTTP: not a string"),
+        ("an HTTP check on another host", with(r#","Check":{"HTTP":"http://169.254.169.254:8000/latest/meta-data"}"#), "bad Check.HTTP: must be on the service's own Address and Port"),
+        ("an HTTP check on another port", with(r#","Check":{"HTTP":"http://127.0.0.1:22/"}"#), "bad Check.HTTP: must be on the service's own Address and Port"),
+        ("an HTTPS check", with(r#","Check":{"HTTP":"https://127.0.0.1:8000/"}"#), "bad Check.HTTP: mini probes http:// URLs only"),
+        ("an HTTP check path with a space", with(r#","Check":{"HTTP":"http://127.0.0.1:8000/a b"}"#), "bad check path"),
     ]
 }
 

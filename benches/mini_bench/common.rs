@@ -1,9 +1,13 @@
-//! What the measurements share: processes of ours to start and stop, /proc readings, percentiles.
+//! What the measurements share: processes of ours to start and stop, /proc readings, percentiles,
+//! and the beat loop of a fleet renewing its leases on schedule.
 
+use mini::http::client::{Client, ClientRequest};
+use smol::Timer;
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Errors of a measurement: reported on stderr, exit status 1.
@@ -169,4 +173,100 @@ impl Drop for Role {
 /// A log file path `name` under `dir`.
 pub fn log_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
+}
+
+/// What a beat phase measured.
+#[derive(Default)]
+pub struct Beats {
+    /// Latency of every successful beat, from the send to the full response, in microseconds.
+    pub latency_us: Vec<u64>,
+    /// How late every beat was sent against its schedule, in microseconds.
+    pub lateness_us: Vec<u64>,
+    /// Beats that failed: an error, or a status other than 200.
+    pub failed: u64,
+    /// The first failure's reason.
+    pub first_error: Option<String>,
+    /// From the phase's start to the last beat's answer.
+    pub elapsed: Duration,
+}
+
+/// `PUT target` to `registry`; `Ok` only on a 200.
+pub async fn put_ok(client: &Client, registry: &str, target: &str) -> Result<(), String> {
+    match client
+        .request(&ClientRequest::new("PUT", registry, target))
+        .await
+    {
+        Ok(resp) if resp.status == 200 => Ok(()),
+        Ok(resp) => Err(format!("{} {}", resp.status, resp.text().trim())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Renews instances `0..n` once per `period` for `rounds` periods. `workers` tasks each own one
+/// client from `client` (so one keep-alive connection) and the instances `i` with
+/// `i % workers == w`; instance `i` beats at `start + round * period + period * i / n`, so the
+/// offered rate is `n / period` beats per second, spread evenly. A beat is a `PUT` of the target
+/// `beat(i)` gives, to the registry it gives.
+pub async fn beat_rounds<F>(
+    workers: usize,
+    n: usize,
+    period: Duration,
+    rounds: u32,
+    client: fn() -> Client,
+    beat: F,
+) -> Beats
+where
+    F: Fn(usize) -> (Arc<str>, String) + Clone + Send + 'static,
+{
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let beat = beat.clone();
+            mini::rt::spawn(async move {
+                let client = client();
+                let mine: Vec<(usize, Arc<str>, String)> = (w..n)
+                    .step_by(workers)
+                    .map(|i| {
+                        let (registry, target) = beat(i);
+                        (i, registry, target)
+                    })
+                    .collect();
+                let mut out = Beats {
+                    latency_us: Vec::with_capacity(mine.len() * rounds as usize),
+                    lateness_us: Vec::with_capacity(mine.len() * rounds as usize),
+                    ..Beats::default()
+                };
+                for round in 0..rounds {
+                    for (i, registry, target) in &mine {
+                        let due = start + period * round + period.mul_f64(*i as f64 / n as f64);
+                        if due > Instant::now() {
+                            Timer::at(due).await;
+                        }
+                        let sent = Instant::now();
+                        out.lateness_us
+                            .push(sent.saturating_duration_since(due).as_micros() as u64);
+                        match put_ok(&client, registry, target).await {
+                            Ok(()) => out.latency_us.push(sent.elapsed().as_micros() as u64),
+                            Err(e) => {
+                                out.failed += 1;
+                                out.first_error.get_or_insert(e);
+                            }
+                        }
+                    }
+                }
+                out.elapsed = start.elapsed();
+                out
+            })
+        })
+        .collect();
+    let mut all = Beats::default();
+    for t in tasks {
+        let part = t.await;
+        all.latency_us.extend(part.latency_us);
+        all.lateness_us.extend(part.lateness_us);
+        all.failed += part.failed;
+        all.first_error = all.first_error.or(part.first_error);
+        all.elapsed = all.elapsed.max(part.elapsed);
+    }
+    all
 }

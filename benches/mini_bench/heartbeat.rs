@@ -4,12 +4,14 @@
 //! interval longer than the run. Every worker task owns one [`Client`] (so one keep-alive connection)
 //! and a share of the instances; instance `i` of `n` beats at `start + round * period + period * i / n`,
 //! so the offered rate is `n / period` beats per second, spread evenly. Latency is measured per beat
-//! from the send to the full response; lateness is how far behind its schedule a beat was sent.
+//! from the send to the full response; lateness is how far behind its schedule a beat was sent. The
+//! beat loop is [`crate::common::beat_rounds`].
 
-use crate::common::{cpu_seconds, ms, percentile, rss_kib, BenchResult};
+use crate::common::{
+    beat_rounds, cpu_seconds, ms, percentile, put_ok, rss_kib, Beats, BenchResult,
+};
 use argh::FromArgs;
-use mini::http::client::{Client, ClientConfig, ClientRequest};
-use smol::Timer;
+use mini::http::client::{Client, ClientConfig};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,18 +78,6 @@ fn client() -> Client {
         connect_timeout: BEAT_TIMEOUT,
         request_timeout: BEAT_TIMEOUT,
     })
-}
-
-/// One PUT; `Ok` only on a 200.
-async fn put(client: &Client, registry: &str, target: &str) -> Result<(), String> {
-    match client
-        .request(&ClientRequest::new("PUT", registry, target))
-        .await
-    {
-        Ok(resp) if resp.status == 200 => Ok(()),
-        Ok(resp) => Err(format!("{} {}", resp.status, resp.text().trim())),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 pub fn run(args: Args) -> BenchResult<()> {
@@ -177,7 +167,7 @@ async fn register_range(args: Arc<Args>, from: usize, to: usize) -> BenchResult<
                         args.service,
                         instance_addr(i)
                     );
-                    if let Err(e) = put(&client, &args.registry, &target).await {
+                    if let Err(e) = put_ok(&client, &args.registry, &target).await {
                         if failed.fetch_add(1, Ordering::Relaxed) == 0 {
                             eprintln!("heartbeat: registering {} failed: {e}", instance_addr(i));
                         }
@@ -195,82 +185,14 @@ async fn register_range(args: Arc<Args>, from: usize, to: usize) -> BenchResult<
     }
 }
 
-/// What the beat phase measured.
-struct BeatReport {
-    /// Latency of every successful beat, in microseconds.
-    latency_us: Vec<u64>,
-    /// How late every beat was sent against its schedule, in microseconds.
-    lateness_us: Vec<u64>,
-    failed: u64,
-    first_error: Option<String>,
-    /// From the phase's start to the last beat's answer.
-    elapsed: Duration,
-}
-
 /// Renews every instance once per period for the phase's duration.
-async fn beat_phase(args: Arc<Args>, total: usize) -> BeatReport {
+async fn beat_phase(args: Arc<Args>, total: usize) -> Beats {
     let rounds = (args.duration.as_secs_f64() / args.period.as_secs_f64()).round() as u32;
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..args.workers)
-        .map(|w| {
-            let args = args.clone();
-            mini::rt::spawn(async move {
-                let client = client();
-                let mine: Vec<(usize, String)> = (w..total)
-                    .step_by(args.workers)
-                    .map(|i| {
-                        let target = format!("/v1/services/{}/{}", args.service, instance_addr(i));
-                        (i, target)
-                    })
-                    .collect();
-                let mut out = BeatReport {
-                    latency_us: Vec::with_capacity(mine.len() * rounds as usize),
-                    lateness_us: Vec::with_capacity(mine.len() * rounds as usize),
-                    failed: 0,
-                    first_error: None,
-                    elapsed: Duration::ZERO,
-                };
-                for round in 0..rounds {
-                    for (i, target) in &mine {
-                        let due = start
-                            + args.period * round
-                            + args.period.mul_f64(*i as f64 / total as f64);
-                        if due > Instant::now() {
-                            Timer::at(due).await;
-                        }
-                        let sent = Instant::now();
-                        out.lateness_us
-                            .push(sent.saturating_duration_since(due).as_micros() as u64);
-                        match put(&client, &args.registry, target).await {
-                            Ok(()) => out.latency_us.push(sent.elapsed().as_micros() as u64),
-                            Err(e) => {
-                                out.failed += 1;
-                                out.first_error.get_or_insert(e);
-                            }
-                        }
-                    }
-                }
-                out.elapsed = start.elapsed();
-                out
-            })
-        })
-        .collect();
-    let mut all = BeatReport {
-        latency_us: Vec::new(),
-        lateness_us: Vec::new(),
-        failed: 0,
-        first_error: None,
-        elapsed: Duration::ZERO,
+    let registry: Arc<str> = Arc::from(args.registry.as_str());
+    let service = args.service.clone();
+    let beat = move |i| {
+        let target = format!("/v1/services/{service}/{}", instance_addr(i));
+        (registry.clone(), target)
     };
-    for t in tasks {
-        let part = t.await;
-        all.latency_us.extend(part.latency_us);
-        all.lateness_us.extend(part.lateness_us);
-        all.failed += part.failed;
-        if all.first_error.is_none() {
-            all.first_error = part.first_error;
-        }
-        all.elapsed = all.elapsed.max(part.elapsed);
-    }
-    all
+    beat_rounds(args.workers, total, args.period, rounds, client, beat).await
 }

@@ -10,7 +10,7 @@
 //! - [`encode`]: responses within a size limit, with compression pointers and the truncation rule
 //!   (TC only when answers are left out, RFC 2181 §9).
 //! - [`answer()`]: the protocol logic as a pure function; its module docs tabulate every case.
-//! - [`server`]: UDP workers and a TCP accept loop (async-net, [`crate::rt`] tasks).
+//! - [`DnsServer`]: UDP workers and a TCP accept loop (async-net, [`crate::rt`] tasks).
 //! - [`DnsMetrics`]: counters for `/metrics`.
 //!
 //! Consul's DNS interface is the model (port 8600, TTL 0, answers shuffled, `<hex>.addr.` SRV
@@ -49,8 +49,8 @@ use std::time::Duration;
 pub mod answer;
 pub mod decode;
 pub mod encode;
-pub mod metrics;
-pub mod server;
+mod metrics;
+mod server;
 pub mod wire;
 
 pub use answer::{answer, Reply, Transport, Zone};

@@ -74,6 +74,12 @@ impl Miss {
 }
 
 /// Keeps input echoed in an error reply short and on one line: at most 200 characters, no controls.
+///
+/// ```
+/// use mini::http::router::printable;
+/// assert_eq!(printable("a\r\nb\u{1b}c"), "abc");
+/// assert_eq!(printable(&"x".repeat(500)).len(), 200);
+/// ```
 pub fn printable(s: &str) -> String {
     s.chars().take(200).filter(|c| !c.is_control()).collect()
 }

@@ -10,8 +10,8 @@
 
 pub mod auth;
 mod doors;
-pub mod page;
-pub mod probe;
+mod page;
+mod probe;
 pub mod routes;
 mod serve;
 pub mod state;

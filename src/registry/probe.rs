@@ -78,14 +78,6 @@ pub fn slot_of(key: &RandomState, addr: &str, slots: u32) -> u32 {
 }
 
 /// How many slots an interval is cut into.
-///
-/// ```
-/// use std::time::Duration;
-/// use mini::registry::probe::slot_count;
-/// assert_eq!(slot_count(Duration::from_secs(5)), 16);
-/// assert_eq!(slot_count(Duration::from_millis(50)), 5);
-/// assert_eq!(slot_count(Duration::from_millis(1)), 1);
-/// ```
 pub fn slot_count(interval: Duration) -> u32 {
     let fit = interval.as_nanos() / MIN_SLOT.as_nanos();
     (fit.min(u128::from(PROBE_SLOTS)) as u32).max(1)
@@ -202,6 +194,13 @@ mod tests {
         for (slot, n) in counts.iter().enumerate() {
             assert!((500..=750).contains(n), "slot {slot} has {n}: {counts:?}");
         }
+    }
+
+    #[test]
+    fn an_interval_is_cut_into_at_most_16_slots_and_at_least_one() {
+        assert_eq!(slot_count(Duration::from_secs(5)), 16);
+        assert_eq!(slot_count(Duration::from_millis(50)), 5);
+        assert_eq!(slot_count(Duration::from_millis(1)), 1);
     }
 
     #[test]

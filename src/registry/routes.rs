@@ -69,8 +69,8 @@ const OWN_NAMES: [&str; 11] = [
 ];
 const _: () = assert!(OWN_NAMES.len() == Route::Page as usize + 1);
 
-/// Route names for metrics: mini's own ([`Route`]'s order), the doors' (`doors::DOOR_NAMES`, in
-/// order), counted in the same family, then unmatched requests.
+/// Route names for metrics: mini's own (in the order of the routes' enum), the doors'
+/// (`doors::DOOR_NAMES`, in order), counted in the same family, then unmatched requests.
 pub const ROUTE_NAMES: &[&str] =
     &join_names::<ROUTE_COUNT>(&[&OWN_NAMES, &doors::DOOR_NAMES, &["unmatched"]]);
 const ROUTE_COUNT: usize = OWN_NAMES.len() + doors::DOOR_NAMES.len() + 1;

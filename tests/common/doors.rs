@@ -7,7 +7,7 @@
 //! Every wait polls with a deadline ([`PROC_DEADLINE`]); nothing here sleeps a fixed time.
 
 use super::procs::{free_port, Proc, PROC_DEADLINE};
-use super::{parse_response, RawResponse};
+use super::RawResponse;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -177,16 +177,7 @@ pub fn request(addr: &str, method: &str, target: &str, headers: &str, body: &str
          Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(PROC_DEADLINE))
-        .expect("timeout");
-    stream.write_all(raw.as_bytes()).expect("write");
-    let mut buf = Vec::new();
-    let _ = stream.read_to_end(&mut buf);
-    parse_response(&buf)
-        .unwrap_or_else(|| panic!("no whole response: {:?}", String::from_utf8_lossy(&buf)))
-        .0
+    super::procs::exchange_response(addr, &raw)
 }
 
 /// `PUT target` with `body`: status and body text.

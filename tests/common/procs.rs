@@ -1,7 +1,7 @@
 //! Helpers for tests that run the real `mini` binary: start roles on port 0, find their address from
 //! their first log line, talk to them over blocking sockets, and poll for conditions with a deadline.
 
-use super::parse_response;
+use super::{parse_response, RawResponse};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -136,8 +136,9 @@ pub fn exit_status(child: &mut Child) -> Option<ExitStatus> {
     }
 }
 
-/// Sends one raw request (`Connection: close` is up to the caller) and returns status and body.
-pub fn exchange(addr: &str, raw: &str) -> (u16, String) {
+/// Sends one raw request (`Connection: close` is up to the caller) and returns the whole parsed
+/// response, headers included.
+pub fn exchange_response(addr: &str, raw: &str) -> RawResponse {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(PROC_DEADLINE))
@@ -145,8 +146,14 @@ pub fn exchange(addr: &str, raw: &str) -> (u16, String) {
     stream.write_all(raw.as_bytes()).expect("write");
     let mut buf = Vec::new();
     let _ = stream.read_to_end(&mut buf);
-    let (resp, _) = parse_response(&buf)
-        .unwrap_or_else(|| panic!("no whole response: {:?}", String::from_utf8_lossy(&buf)));
+    parse_response(&buf)
+        .unwrap_or_else(|| panic!("no whole response: {:?}", String::from_utf8_lossy(&buf)))
+        .0
+}
+
+/// [`exchange_response`]'s status and body.
+pub fn exchange(addr: &str, raw: &str) -> (u16, String) {
+    let resp = exchange_response(addr, raw);
     (
         resp.status,
         String::from_utf8_lossy(&resp.body).into_owned(),
