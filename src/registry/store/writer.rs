@@ -280,19 +280,28 @@ async fn lane(core: Arc<Core>, queue: Receiver<Job>) {
 struct Batch {
     jobs: Vec<Job>,
     ops: usize,
-    keys: HashSet<(String, String)>,
+    /// Hashes of the instances in `jobs`: a key is looked for among the jobs only on a match, so
+    /// adding a job copies no string.
+    keys: HashSet<u64>,
+    hash: RandomState,
     deregisters: bool,
 }
 
 impl Batch {
+    fn key_hash(&self, job: &Job) -> u64 {
+        self.hash.hash_one(job.write.instance())
+    }
+
     /// Whether `job` may join: room left, a key not in the batch yet, and deregistrations only
     /// with deregistrations (the marker says every deletion of its revision is one).
     fn fits(&self, job: &Job) -> bool {
         let deregisters = matches!(job.write, Write::Deregister { .. });
-        let (s, a) = job.write.instance();
+        let instance = job.write.instance();
+        let held = self.keys.contains(&self.key_hash(job))
+            && self.jobs.iter().any(|j| j.write.instance() == instance);
         self.ops + job.write.ops() + usize::from(deregisters) <= MAX_TXN_OPS
             && deregisters == self.deregisters
-            && !self.keys.contains(&(s.to_string(), a.to_string()))
+            && !held
     }
 
     fn add(&mut self, job: Job) {
@@ -300,8 +309,7 @@ impl Batch {
             self.deregisters = matches!(job.write, Write::Deregister { .. });
             self.ops = usize::from(self.deregisters);
         }
-        let (s, a) = job.write.instance();
-        self.keys.insert((s.to_string(), a.to_string()));
+        self.keys.insert(self.key_hash(&job));
         self.ops += job.write.ops();
         self.jobs.push(job);
     }
@@ -328,11 +336,11 @@ impl Batch {
                         | Write::Chore(Chore::ReOwn { value, .. }) => instance_value(value),
                         _ => String::new(),
                     };
-                    (
-                        etcd_keys::instance_key(s, a),
-                        etcd_keys::health_key(s, a),
-                        value,
-                    )
+                    let health = match j.write.ops() {
+                        1 => String::new(), // the instance key alone
+                        _ => etcd_keys::health_key(s, a),
+                    };
+                    (etcd_keys::instance_key(s, a), health, value)
                 })
                 .collect();
             let mut ops = Vec::with_capacity(jobs.len() * 2 + 1);
