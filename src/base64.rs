@@ -16,6 +16,19 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 /// ```
 pub fn encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    encode_into(&mut out, data);
+    out
+}
+
+/// Appends the encoding of `data` to `out` (no allocation beyond `out`'s growth).
+///
+/// ```
+/// let mut out = String::from("key=");
+/// mini::base64::encode_into(&mut out, b"foo");
+/// assert_eq!(out, "key=Zm9v");
+/// ```
+pub fn encode_into(out: &mut String, data: &[u8]) {
+    out.reserve(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
         let b = [
             chunk.first().copied().unwrap_or(0),
@@ -31,7 +44,6 @@ pub fn encode(data: &[u8]) -> String {
             }
         }
     }
-    out
 }
 
 /// Why a base64 text was refused.

@@ -360,7 +360,25 @@ impl Parser<'_> {
 
     fn string(&mut self) -> Result<String, ParseError> {
         self.expect(b'"')?;
-        let mut out: Vec<u8> = Vec::new();
+        // Most strings (etcd's base64 keys and values, member names) have no escape: find the
+        // closing quote and copy the run in one allocation of the right size.
+        let rest = self.s.get(self.i..).unwrap_or_default();
+        let plain = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+        let mut out: Vec<u8> = match plain {
+            Some(n) if rest.get(n) == Some(&b'"') => {
+                self.i += n + 1;
+                let run = rest.get(..n).unwrap_or_default();
+                let text = std::str::from_utf8(run).map_err(|_| self.err(ErrorKind::BadString))?;
+                return Ok(text.to_owned());
+            }
+            Some(n) => {
+                self.i += n;
+                rest.get(..n).unwrap_or_default().to_vec()
+            }
+            None => Vec::new(),
+        };
         loop {
             let b = self.next()?;
             match b {

@@ -462,6 +462,7 @@ impl Batch {
 
     /// Logs what applying the batch did to the local copy.
     pub fn log(&self, applied: &Applied) {
+        let mut lines = log::Lines::new("registry");
         for (change, outcome) in self.changes.iter().zip(&applied.outcomes) {
             let line = match (change, outcome) {
                 (Change::Reset(_), Outcome::Reset(r)) => format!(
@@ -489,7 +490,8 @@ impl Batch {
                 }
                 _ => continue,
             };
-            log::line("registry", format_args!("{line}"));
+            lines.add(format_args!("{line}"));
         }
+        lines.flush();
     }
 }

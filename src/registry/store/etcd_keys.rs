@@ -2,7 +2,7 @@
 //!
 //! | key | value | lease |
 //! |---|---|---|
-//! | `/mini/services/{service}/{host:port}` | [`Record`], see [`instance_value`]: `{"ttl_ms":N,"check":C,"tags":[..],"meta":{..},"weight":N,"draining":B}` (only `ttl_ms` before issue 11: the rest then reads as the defaults) | the session lease of the registry that owns it |
+//! | `/mini/services/{service}/{host:port}` | [`Record`], see [`instance_value`]: `{"ttl_ms":N}`, with `"check":C,"tags":[..],"meta":{..},"weight":N` when the spec is not the default and `"draining":true` when draining (a missing member reads as its default) | the session lease of the registry that owns it |
 //! | `/mini/health/{service}/{host:port}` | `{"ok":false}`, present only while excluded | the instance key's lease |
 //! | `/mini/deregistered` | the id of the registry that last deregistered | none; put in the txn of each deregistration |
 //! | `/mini/leader` | the probing registry's id | that registry's election lease |
@@ -14,7 +14,7 @@
 use crate::jsonread::{self, Value};
 use crate::registry::state::{valid_service_name, Change, Held, Record};
 use crate::spec::Spec;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Every key `mini` writes lives under this prefix; the watch covers all of it.
@@ -79,11 +79,27 @@ pub fn health_key(service: &str, addr: &str) -> String {
 /// The value of an instance key: the TTL it was registered with (its owner expires it this long
 /// after its last beat there), its spec and its drain mark. [`record_of`] is its inverse. A beat
 /// whose record differs from the stored one is a write; one that matches is absorbed locally.
+///
+/// Members at their default are left out (a default spec, `draining` false), so the value of a
+/// plain instance is `{"ttl_ms":N}`: 16 bytes instead of 90 at issue 11's full form, which etcd
+/// stores, logs in its WAL and encodes into every watcher's events (BENCH.md, etcd section).
 pub fn instance_value(record: &Record) -> String {
     let mut o = crate::json::Object::new();
     o.num("ttl_ms", record.ttl.as_millis() as f64);
-    record.spec.write_json(&mut o);
-    o.bool("draining", record.draining).finish()
+    if *record.spec != Spec::default() {
+        record.spec.write_json(&mut o);
+    }
+    if record.draining {
+        o.bool("draining", true);
+    }
+    o.finish()
+}
+
+/// One allocation of the default spec for every instance key that has it, as the local state
+/// shares its own: 100 000 plain instances read from etcd hold one spec, not 100 000.
+fn default_spec() -> Arc<Spec> {
+    static DEFAULT: OnceLock<Arc<Spec>> = OnceLock::new();
+    DEFAULT.get_or_init(Arc::default).clone()
 }
 
 /// What an instance key's value records; fields it lacks (a value written before issue 11, or by
@@ -96,7 +112,10 @@ pub fn record_of(value: &[u8]) -> Record {
         ttl: (field("ttl_ms").and_then(Value::as_i64))
             .and_then(|ms| u64::try_from(ms).ok())
             .map_or(FALLBACK_TTL, Duration::from_millis),
-        spec: Arc::new((doc.as_ref().and_then(|v| Spec::read_json(v).ok())).unwrap_or_default()),
+        spec: match doc.as_ref().and_then(|v| Spec::read_json(v).ok()) {
+            Some(spec) if spec != Spec::default() => Arc::new(spec),
+            _ => default_spec(),
+        },
         draining: field("draining").and_then(Value::as_bool).unwrap_or(false),
     }
 }
@@ -160,7 +179,10 @@ mod tests {
             ttl: Duration::from_millis(2500),
             ..Record::default()
         };
+        assert_eq!(instance_value(&record), r#"{"ttl_ms":2500}"#);
         assert_eq!(record_of(instance_value(&record).as_bytes()), record);
+        let (a, b) = (record_of(b"{\"ttl_ms\":1}"), record_of(b"junk"));
+        assert!(Arc::ptr_eq(&a.spec, &b.spec), "one default spec shared");
         assert_eq!(
             upsert_change("add", "h:1", &record),
             Change::upsert("add", "h:1", record.ttl)

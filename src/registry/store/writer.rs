@@ -8,8 +8,9 @@
 //!   that still beat here are re-owned ([`super::known`]).
 //! - **Lanes.** [`LANES`] tasks, each taking the writes of its share of the keys (by hash, so the
 //!   writes of one key stay in order) and sending them as one txn: everything queued when the lane
-//!   is free, waiting up to [`LINGER`] for more while the txn is smaller than the lane's previous
-//!   one, up to [`MAX_TXN_OPS`] operations and never one key twice. Registrations and deregistrations reply when their txn is applied; chores
+//!   is free; while the txn is smaller than the lane's previous one, one sleep until [`LINGER`]
+//!   after its first write and then what queued meanwhile; up to [`MAX_TXN_OPS`] operations and
+//!   never one key twice. Registrations and deregistrations reply when their txn is applied; chores
 //!   (re-owns, expiries) reply to no one and are checked again just before they are sent.
 
 use super::etcd_keys::{self, instance_value, DEREGISTERED, EXCLUDED};
@@ -30,7 +31,8 @@ use std::time::{Duration, Instant};
 /// but leaves etcd idle during each round trip; four make small txns that cost etcd more. Two.
 pub const LANES: usize = 2;
 /// Longest a lane waits to fill a txn up to the size of its previous one: under load txns stay
-/// large, and a lone write (after a txn of one) waits not at all.
+/// large, and a lone write (after a txn of one) waits not at all. It sleeps once for it rather than
+/// waking for each write that arrives meanwhile (a timer and a wake-up per write before).
 pub const LINGER: Duration = Duration::from_millis(2);
 /// Longest wait before retrying a failed keepalive or grant of the session lease.
 const SESSION_RETRY: Duration = Duration::from_millis(500);
@@ -251,19 +253,19 @@ async fn lane(core: Arc<Core>, queue: Receiver<Job>) {
         let mut batch = Batch::default();
         batch.add(first);
         let linger_until = Instant::now() + LINGER;
+        let mut lingered = false;
         while batch.ops < MAX_TXN_OPS {
-            let next = match queue.try_recv() {
-                Ok(job) => Some(job),
-                Err(_) if batch.ops >= last => None,
+            let job = match queue.try_recv() {
+                Ok(job) => job,
+                Err(_) if batch.ops >= last || lingered => break,
                 Err(_) => {
-                    let wait = async {
-                        smol::Timer::at(linger_until).await;
-                        None
-                    };
-                    smol::future::or(async { queue.recv().await.ok() }, wait).await
+                    // One sleep for the rest of the linger, then whatever queued meanwhile: one
+                    // wake-up and one timer per txn, not one per job that arrives while it fills.
+                    smol::Timer::at(linger_until).await;
+                    lingered = true;
+                    continue;
                 }
             };
-            let Some(job) = next else { break };
             if !batch.fits(&job) {
                 carried = Some(job);
                 break;
@@ -280,19 +282,28 @@ async fn lane(core: Arc<Core>, queue: Receiver<Job>) {
 struct Batch {
     jobs: Vec<Job>,
     ops: usize,
-    keys: HashSet<(String, String)>,
+    /// Hashes of the instances in `jobs`: a key is looked for among the jobs only on a match, so
+    /// adding a job copies no string.
+    keys: HashSet<u64>,
+    hash: RandomState,
     deregisters: bool,
 }
 
 impl Batch {
+    fn key_hash(&self, job: &Job) -> u64 {
+        self.hash.hash_one(job.write.instance())
+    }
+
     /// Whether `job` may join: room left, a key not in the batch yet, and deregistrations only
     /// with deregistrations (the marker says every deletion of its revision is one).
     fn fits(&self, job: &Job) -> bool {
         let deregisters = matches!(job.write, Write::Deregister { .. });
-        let (s, a) = job.write.instance();
+        let instance = job.write.instance();
+        let held = self.keys.contains(&self.key_hash(job))
+            && self.jobs.iter().any(|j| j.write.instance() == instance);
         self.ops + job.write.ops() + usize::from(deregisters) <= MAX_TXN_OPS
             && deregisters == self.deregisters
-            && !self.keys.contains(&(s.to_string(), a.to_string()))
+            && !held
     }
 
     fn add(&mut self, job: Job) {
@@ -300,8 +311,7 @@ impl Batch {
             self.deregisters = matches!(job.write, Write::Deregister { .. });
             self.ops = usize::from(self.deregisters);
         }
-        let (s, a) = job.write.instance();
-        self.keys.insert((s.to_string(), a.to_string()));
+        self.keys.insert(self.key_hash(&job));
         self.ops += job.write.ops();
         self.jobs.push(job);
     }
@@ -328,11 +338,11 @@ impl Batch {
                         | Write::Chore(Chore::ReOwn { value, .. }) => instance_value(value),
                         _ => String::new(),
                     };
-                    (
-                        etcd_keys::instance_key(s, a),
-                        etcd_keys::health_key(s, a),
-                        value,
-                    )
+                    let health = match j.write.ops() {
+                        1 => String::new(), // the instance key alone
+                        _ => etcd_keys::health_key(s, a),
+                    };
+                    (etcd_keys::instance_key(s, a), health, value)
                 })
                 .collect();
             let mut ops = Vec::with_capacity(jobs.len() * 2 + 1);
