@@ -13,13 +13,7 @@ pub fn line(role: &str, message: std::fmt::Arguments<'_>) {
 
 /// Lines for stderr written together: one stamp and one write per [`LINES_FLUSH`] bytes, so the
 /// thousand lines of one batch of etcd events cost one system call, not a thousand.
-///
-/// ```
-/// let mut lines = mini::log::Lines::new("registry");
-/// lines.add(format_args!("a registered"));
-/// lines.add(format_args!("b registered"));
-/// lines.flush();
-/// ```
+/// (`Lines::new("registry")`, then `add(format_args!(..))` per line, then `flush()` or drop.)
 #[derive(Debug)]
 pub struct Lines {
     prefix: String,
@@ -79,4 +73,25 @@ fn clock() -> String {
         .map_or(0, |d| d.as_millis() % 86_400_000);
     let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
     format!("{h:02}:{m:02}:{s:02}.{milli:03}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_share_one_stamp_and_stay_buffered_until_written() {
+        let mut lines = Lines::new("registry");
+        lines.add(format_args!("a registered"));
+        lines.add(format_args!("b {}", "registered"));
+        let text = std::mem::take(&mut lines.out);
+        let rows: Vec<&str> = text.lines().collect();
+        assert_eq!(rows.len(), 2, "{text:?}");
+        assert!(rows[0].ends_with(" registry: a registered"), "{text:?}");
+        assert!(rows[1].ends_with(" registry: b registered"), "{text:?}");
+        assert_eq!(
+            rows[0].len() - "a registered".len(),
+            rows[1].len() - "b registered".len()
+        );
+    }
 }
