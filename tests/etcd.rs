@@ -440,3 +440,35 @@ fn a_registry_killed_owning_instances_that_beat_only_to_it_keeps_them_listed_unt
         survivor.logged("removed (deregistered, or expired by or with its owner")
     });
 }
+
+#[test]
+fn an_adder_dying_with_its_owner_is_gone_within_its_ttl_plus_the_probe_bound() {
+    let Some(etcd) = Cluster::start(1) else {
+        return;
+    };
+    // A 30 s TTL and a probe bound of 1.5 s: the owner's session lease is the shorter of the two,
+    // raised to etcd's 2 s minimum, not the 30 s of --ttl it was before.
+    let mut owner = registry_with_ttl(&etcd, "1s", "30s");
+    let survivor = registry_with_ttl(&etcd, "1s", "30s");
+    let mut adder = Proc::adder(&owner.addr);
+    eventually("listed on the survivor", || {
+        listed(&survivor.addr) == [adder.addr.clone()]
+    });
+    assert!(
+        owner.logged("under etcd session lease") && owner.logged("(TTL 2s)"),
+        "the owner's session lease is not 2 s"
+    );
+    let killed = Instant::now();
+    adder.kill();
+    owner.kill();
+    // Nothing can renew the key now: no registry hears the adder. It must go with the owner's
+    // session lease, well inside the instance's own TTL of 30 s (PROC_DEADLINE is shorter).
+    eventually(
+        "gone from the survivor with the owner's session lease",
+        || listed(&survivor.addr).is_empty(),
+    );
+    eprintln!(
+        "SIGKILL to an adder and its owner → gone from the survivor: {:?} (TTL 30s, session 2s)",
+        killed.elapsed()
+    );
+}

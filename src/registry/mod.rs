@@ -47,6 +47,9 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
 pub const DEFAULT_WARMUP: Duration = Duration::from_secs(5);
 /// Longest TTL a caller may ask for with `?ttl=`.
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
+/// Shortest etcd session lease: etcd 3.4 raises any shorter grant to its minimum lease TTL,
+/// 1.5 election timeouts of its defaults (3 x 10 ticks / 2 x 100 ms = 1.5 s), rounded up to 2 s.
+pub const SESSION_TTL_MIN: Duration = Duration::from_secs(2);
 
 /// Everything `mini registry` is told on its command line.
 #[derive(Debug, Clone)]
@@ -73,6 +76,22 @@ pub struct Config {
     pub dns: Option<crate::dns::DnsConfig>,
     /// The datacenter Consul's API reports (`--datacenter`).
     pub datacenter: String,
+}
+
+impl Config {
+    /// The etcd session lease this registry's instance keys are attached to (`--store etcd`): the
+    /// shorter of `--ttl` and the probe bound (`--probe-interval` + `--probe-timeout`), at least
+    /// [`SESSION_TTL_MIN`]. A dead owner's keys outlive it by at most this, so an instance whose
+    /// adder and owner both die is gone everywhere within its TTL plus the probe bound.
+    ///
+    /// ```
+    /// let config = mini::registry::Config::default();
+    /// assert_eq!(config.session_ttl(), std::time::Duration::from_secs(7));
+    /// ```
+    pub fn session_ttl(&self) -> Duration {
+        let probe_bound = self.probe_interval.saturating_add(self.probe_timeout);
+        self.ttl.min(probe_bound).max(SESSION_TTL_MIN)
+    }
 }
 
 impl Default for Config {
@@ -431,7 +450,7 @@ async fn run_until(listener: TcpListener, mut config: Config, stop: impl Future<
         }
         Err(_) => format!("registry/{:08x}", fastrand::u32(..)),
     };
-    let store = Store::open(&config.store, id, config.ttl);
+    let store = Store::open(&config.store, id, config.ttl, config.session_ttl());
     let shared = Arc::new(Shared::with_store(config, store));
     if let Some(dns) = shared.config.dns.clone() {
         match crate::dns::DnsServer::bind(&dns).await {

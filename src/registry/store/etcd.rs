@@ -60,18 +60,18 @@ pub struct EtcdStore {
     /// The task campaigning in the election, until [`EtcdStore::resign`] cancels it.
     campaign: Mutex<Option<smol::Task<()>>>,
     link: Mutex<Link>,
-    /// The registry's `--ttl`: session and election leases, and the sweep's pace.
+    /// The registry's `--ttl`: the election lease and the sweep's pace.
     ttl: Duration,
 }
 
 impl EtcdStore {
-    /// A store on the etcd members at `endpoints`; `id` names this registry, whose session and
-    /// election leases last `ttl`.
-    pub fn new(endpoints: Vec<String>, id: String, ttl: Duration) -> EtcdStore {
+    /// A store on the etcd members at `endpoints`; `id` names this registry, whose election
+    /// lease lasts `ttl` and whose session lease (the one its instance keys are on) `session`.
+    pub fn new(endpoints: Vec<String>, id: String, ttl: Duration, session: Duration) -> EtcdStore {
         let etcd = Arc::new(Etcd::new(endpoints));
         EtcdStore {
             election: Arc::new(Election::new(etcd.clone(), LEADER, id.clone(), ttl)),
-            core: Arc::new(Core::new(etcd, id, ttl)),
+            core: Arc::new(Core::new(etcd, id, session)),
             writer: OnceLock::new(),
             campaign: Mutex::new(None),
             link: Mutex::new(Link {

@@ -72,15 +72,18 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 impl Store {
-    /// Opens the configured store; `id` names this registry in etcd, `ttl` is its session lease
-    /// (its keys outlive it by at most that) and its election lease (a dead leader is replaced
-    /// within about one `ttl`).
-    pub fn open(config: &StoreConfig, id: String, ttl: Duration) -> Store {
+    /// Opens the configured store; `id` names this registry in etcd, `ttl` is its election lease
+    /// (a dead leader is replaced within about one `ttl`) and `session` its session lease (its keys
+    /// outlive it by at most that; see `Config::session_ttl`).
+    pub fn open(config: &StoreConfig, id: String, ttl: Duration, session: Duration) -> Store {
         match config {
             StoreConfig::Memory => Store::Memory,
-            StoreConfig::Etcd(endpoints) => {
-                Store::Etcd(Arc::new(EtcdStore::new(endpoints.clone(), id, ttl)))
-            }
+            StoreConfig::Etcd(endpoints) => Store::Etcd(Arc::new(EtcdStore::new(
+                endpoints.clone(),
+                id,
+                ttl,
+                session,
+            ))),
         }
     }
 
