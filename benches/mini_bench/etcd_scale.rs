@@ -19,7 +19,7 @@
 //! Registrations and beats ask for the same lease (`--ttl`), so a beat never changes an instance's
 //! value: the instances are fake (nothing listens), so the registries must not probe during the run.
 
-use crate::common::{cpu_seconds, ms, percentile, rss_kib, BenchResult};
+use crate::common::{beat_rounds, cpu_seconds, ms, percentile, rss_kib, Beats, BenchResult};
 use argh::FromArgs;
 use mini::etcd::watch::{Message, Watch};
 use mini::etcd::{Etcd, TxnOp, MAX_TXN_OPS};
@@ -153,8 +153,8 @@ pub fn run(args: Args) -> BenchResult<()> {
     let cpu0 = cpu_seconds(args.memory_pid)?;
     let report = mini::rt::block_on(beats(args.clone(), memory));
     let cpu = cpu_seconds(args.memory_pid)? - cpu0;
-    let secs = report.secs;
-    report.print("memory");
+    let secs = report.elapsed.as_secs_f64();
+    print_beats(report, "memory");
     println!("memory_registry_cpu_pct={:.1}", 100.0 * cpu / secs);
     println!("memory_rss_kib={}", rss_kib(args.memory_pid)?);
 
@@ -235,7 +235,7 @@ pub fn run(args: Args) -> BenchResult<()> {
     let secs = window.elapsed().as_secs_f64();
     let cpu1 = (cpus(&pids)?, cpu_seconds(args.etcd_pid)?);
     let after = etcd_counters(&args.etcd)?;
-    report.print("etcd");
+    print_beats(report, "etcd");
     let steady = after.requests() - before.requests();
     println!("steady_etcd_requests={steady:.0}");
     println!("steady_window_seconds={secs:.2}");
@@ -495,100 +495,49 @@ fn etcd_counters(etcd: &str) -> BenchResult<EtcdCounters> {
     })
 }
 
-/// What a beat phase measured.
-#[derive(Default)]
-struct Beats {
-    latency_us: Vec<u64>,
-    lateness_us: Vec<u64>,
-    failed: u64,
-    first_error: Option<String>,
-    secs: f64,
-}
-
-impl Beats {
-    fn print(mut self, prefix: &str) {
-        self.latency_us.sort_unstable();
-        self.lateness_us.sort_unstable();
-        println!("{prefix}_beat_ok={}", self.latency_us.len());
-        println!("{prefix}_beat_failed={}", self.failed);
+/// Prints a beat phase's figures as `PREFIX_beat_*=` lines.
+fn print_beats(mut beats: Beats, prefix: &str) {
+    beats.latency_us.sort_unstable();
+    beats.lateness_us.sort_unstable();
+    let ok = beats.latency_us.len();
+    println!("{prefix}_beat_ok={ok}");
+    println!("{prefix}_beat_failed={}", beats.failed);
+    println!(
+        "{prefix}_beat_rate={:.0}",
+        ok as f64 / beats.elapsed.as_secs_f64()
+    );
+    for (name, p) in [("p50", 50.0), ("p99", 99.0), ("max", 100.0)] {
         println!(
-            "{prefix}_beat_rate={:.0}",
-            self.latency_us.len() as f64 / self.secs
+            "{prefix}_beat_{name}_ms={}",
+            ms(percentile(&beats.latency_us, p))
         );
-        println!(
-            "{prefix}_beat_p50_ms={}",
-            ms(percentile(&self.latency_us, 50.0))
-        );
-        println!(
-            "{prefix}_beat_p99_ms={}",
-            ms(percentile(&self.latency_us, 99.0))
-        );
-        println!(
-            "{prefix}_beat_max_ms={}",
-            ms(percentile(&self.latency_us, 100.0))
-        );
-        println!(
-            "{prefix}_beat_late_p99_ms={}",
-            ms(percentile(&self.lateness_us, 99.0))
-        );
-        if let Some(e) = self.first_error {
-            eprintln!("etcd-scale: {prefix}: first failed beat: {e}");
-        }
+    }
+    println!(
+        "{prefix}_beat_late_p99_ms={}",
+        ms(percentile(&beats.lateness_us, 99.0))
+    );
+    if let Some(e) = beats.first_error {
+        eprintln!("etcd-scale: {prefix}: first failed beat: {e}");
     }
 }
 
 /// Renews every instance once per period for the phase's length, instance `i` to `regs[i % len]`,
-/// instance `i` of `n` at offset `i / n` of the period.
+/// instance `i` of `n` at offset `i / n` of the period ([`beat_rounds`]).
 async fn beats(args: Arc<Args>, regs: Vec<String>) -> Beats {
-    let n = args.instances;
     let rounds = (args.duration.as_secs_f64() / args.period.as_secs_f64()).round() as u32;
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..args.workers)
-        .map(|w| {
-            let (args, regs) = (args.clone(), regs.clone());
-            mini::rt::spawn(async move {
-                let client = client();
-                let mine: Vec<(usize, String)> = (w..n)
-                    .step_by(args.workers)
-                    .map(|i| {
-                        (
-                            i,
-                            format!("/v1/services/bench/{}?ttl={}", instance_addr(i), args.ttl),
-                        )
-                    })
-                    .collect();
-                let mut out = Beats::default();
-                for round in 0..rounds {
-                    for (i, target) in &mine {
-                        let due =
-                            start + args.period * round + args.period.mul_f64(*i as f64 / n as f64);
-                        if due > Instant::now() {
-                            Timer::at(due).await;
-                        }
-                        let sent = Instant::now();
-                        out.lateness_us
-                            .push(sent.saturating_duration_since(due).as_micros() as u64);
-                        match call(&client, "PUT", &regs[i % regs.len()], target).await {
-                            Ok(_) => out.latency_us.push(sent.elapsed().as_micros() as u64),
-                            Err(e) => {
-                                out.failed += 1;
-                                out.first_error.get_or_insert(e);
-                            }
-                        }
-                    }
-                }
-                out
-            })
-        })
-        .collect();
-    let mut all = Beats::default();
-    for t in tasks {
-        let part = t.await;
-        all.latency_us.extend(part.latency_us);
-        all.lateness_us.extend(part.lateness_us);
-        all.failed += part.failed;
-        all.first_error = all.first_error.or(part.first_error);
-    }
-    all.secs = start.elapsed().as_secs_f64();
-    all
+    let regs: Vec<Arc<str>> = regs.into_iter().map(Arc::from).collect();
+    let ttl = args.ttl.clone();
+    let beat = move |i: usize| {
+        let target = format!("/v1/services/bench/{}?ttl={ttl}", instance_addr(i));
+        (regs[i % regs.len()].clone(), target)
+    };
+    beat_rounds(
+        args.workers,
+        args.instances,
+        args.period,
+        rounds,
+        client,
+        beat,
+    )
+    .await
 }
