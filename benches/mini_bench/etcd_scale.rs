@@ -175,7 +175,7 @@ pub fn run(args: Args) -> BenchResult<()> {
     };
     let rate = register(&args, &regs, n);
     done.store(true, Ordering::Relaxed);
-    let mut seen = sampler.join().map_err(|_| "sampler panicked")?;
+    let (mut seen, mut answered) = sampler.join().map_err(|_| "sampler panicked")?;
     let rate = rate?;
     let m1 = etcd_counters(&args.etcd)?;
     let secs = started.elapsed().as_secs_f64();
@@ -224,6 +224,9 @@ pub fn run(args: Args) -> BenchResult<()> {
     println!("visibility_p50_ms={}", ms(percentile(&seen, 50.0)));
     println!("visibility_p99_ms={}", ms(percentile(&seen, 99.0)));
     println!("visibility_max_ms={}", ms(percentile(&seen, 100.0)));
+    answered.sort_unstable();
+    println!("visibility_put_p50_ms={}", ms(percentile(&answered, 50.0)));
+    println!("visibility_put_p99_ms={}", ms(percentile(&answered, 99.0)));
     let converged = converge(&regs, n)?;
     println!("converged_after_ms={}", converged.as_millis());
 
@@ -380,9 +383,11 @@ fn register(args: &Arc<Args>, regs: &[String], n: usize) -> BenchResult<f64> {
 
 /// Visibility samples until `done`: a `PUT` through one registry, timed to the answer of a blocking
 /// query on the other that lists it; microseconds each.
-async fn visibility(regs: Vec<String>, done: Arc<AtomicBool>) -> Vec<u64> {
+/// Visibility samples: per sample, microseconds from the start of the `PUT` until the other registry
+/// listed it, and until the `PUT` itself answered (its txn applied).
+async fn visibility(regs: Vec<String>, done: Arc<AtomicBool>) -> (Vec<u64>, Vec<u64>) {
     let (writer, reader) = (client(), client());
-    let mut out = Vec::new();
+    let (mut out, mut answered) = (Vec::new(), Vec::new());
     let mut k = 0;
     while !done.load(Ordering::Relaxed) {
         let (to, from) = (&regs[k % 2], &regs[(k + 1) % 2]);
@@ -412,17 +417,23 @@ async fn visibility(regs: Vec<String>, done: Arc<AtomicBool>) -> Vec<u64> {
             }
         };
         let target = format!("/v1/services/vis/{addr}?ttl=60m");
-        let put = call(&writer, "PUT", to, &target);
-        let (seen, put) = smol::future::zip(watch, put).await;
+        let put = async {
+            let r = call(&writer, "PUT", to, &target).await;
+            (r, start.elapsed())
+        };
+        let (seen, (put, put_took)) = smol::future::zip(watch, put).await;
         match (seen, put) {
-            (Some(t), Ok(_)) => out.push(t.as_micros() as u64),
+            (Some(t), Ok(_)) => {
+                out.push(t.as_micros() as u64);
+                answered.push(put_took.as_micros() as u64);
+            }
             (_, Err(e)) => eprintln!("etcd-scale: sample {addr}: {e}"),
             (None, _) => eprintln!("etcd-scale: sample {addr} never seen on {from}"),
         }
         k += 1;
         Timer::after(SAMPLE_GAP).await;
     }
-    out
+    (out, answered)
 }
 
 /// Waits until every registry lists `n` instances of `bench`; returns how long that took.
