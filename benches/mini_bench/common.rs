@@ -270,3 +270,27 @@ where
     }
     all
 }
+
+/// Fake hosts per port in [`fake_addr`]: `127.0.X.Y` with X in 0..250 and Y in 1..=250.
+pub const HOSTS_PER_PORT: usize = 250 * 250;
+
+/// The `i`-th fake instance address, `127.0.X.Y:PORT` from port `first_port` on (nothing listens
+/// there: the registries under test must not probe it).
+pub fn fake_addr(first_port: usize, i: usize) -> String {
+    let host = i % HOSTS_PER_PORT;
+    let port = first_port + i / HOSTS_PER_PORT;
+    format!("127.0.{}.{}:{port}", host / 250, host % 250 + 1)
+}
+
+/// A duration flag (`5s`, `200ms`), as mini reads its own.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    mini::duration::parse(s)
+}
+
+/// Our HTTP client with `timeout` for connecting and for each request.
+pub fn client_with(timeout: Duration) -> Client {
+    Client::new(mini::http::client::ClientConfig {
+        connect_timeout: timeout,
+        request_timeout: timeout,
+    })
+}

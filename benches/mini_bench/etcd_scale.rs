@@ -19,19 +19,20 @@
 //! Registrations and beats ask for the same lease (`--ttl`), so a beat never changes an instance's
 //! value: the instances are fake (nothing listens), so the registries must not probe during the run.
 
-use crate::common::{beat_rounds, cpu_seconds, ms, percentile, rss_kib, Beats, BenchResult};
+use crate::common::{
+    beat_rounds, client_with, cpu_seconds, fake_addr, ms, parse_duration, percentile, rss_kib,
+    Beats, BenchResult,
+};
 use argh::FromArgs;
 use mini::etcd::watch::{Message, Watch};
 use mini::etcd::{Etcd, TxnOp, MAX_TXN_OPS};
-use mini::http::client::{Client, ClientConfig, ClientRequest};
+use mini::http::client::{Client, ClientRequest};
 use smol::Timer;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Fake hosts per port: `127.0.X.Y` with X in 0..250 and Y in 1..=250.
-const HOSTS_PER_PORT: usize = 250 * 250;
 /// First fake port of the bench instances.
 const FIRST_PORT: usize = 20_000;
 /// First fake port of the visibility samples (`127.0.3.X`).
@@ -95,21 +96,12 @@ pub struct Args {
     register_workers: usize,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    mini::duration::parse(s)
-}
-
 fn instance_addr(i: usize) -> String {
-    let host = i % HOSTS_PER_PORT;
-    let port = FIRST_PORT + i / HOSTS_PER_PORT;
-    format!("127.0.{}.{}:{port}", host / 250, host % 250 + 1)
+    fake_addr(FIRST_PORT, i)
 }
 
 fn client() -> Client {
-    Client::new(ClientConfig {
-        connect_timeout: TIMEOUT,
-        request_timeout: TIMEOUT,
-    })
+    client_with(TIMEOUT)
 }
 
 async fn call(

@@ -8,17 +8,16 @@
 //! beat loop is [`crate::common::beat_rounds`].
 
 use crate::common::{
-    beat_rounds, cpu_seconds, ms, percentile, put_ok, rss_kib, Beats, BenchResult,
+    beat_rounds, client_with, cpu_seconds, fake_addr, ms, parse_duration, percentile, put_ok,
+    rss_kib, Beats, BenchResult,
 };
 use argh::FromArgs;
-use mini::http::client::{Client, ClientConfig};
+use mini::http::client::Client;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Fake hosts per port: `127.0.X.Y` with X in 0..250 and Y in 1..=250.
-const HOSTS_PER_PORT: usize = 250 * 250;
-/// First fake port; later ports take the instances past [`HOSTS_PER_PORT`].
+/// First fake port; later ports take the instances past [`crate::common::HOSTS_PER_PORT`].
 const FIRST_PORT: usize = 10_000;
 /// Lease asked for while registering, so early instances outlive the registration phase.
 const REGISTER_TTL: &str = "5m";
@@ -62,22 +61,12 @@ pub struct Args {
     service: String,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    mini::duration::parse(s)
-}
-
-/// The `i`-th fake instance address.
 fn instance_addr(i: usize) -> String {
-    let host = i % HOSTS_PER_PORT;
-    let port = FIRST_PORT + i / HOSTS_PER_PORT;
-    format!("127.0.{}.{}:{port}", host / 250, host % 250 + 1)
+    fake_addr(FIRST_PORT, i)
 }
 
 fn client() -> Client {
-    Client::new(ClientConfig {
-        connect_timeout: BEAT_TIMEOUT,
-        request_timeout: BEAT_TIMEOUT,
-    })
+    client_with(BEAT_TIMEOUT)
 }
 
 pub fn run(args: Args) -> BenchResult<()> {
