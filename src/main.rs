@@ -74,7 +74,8 @@ struct RegistryArgs {
         from_str_fn(duration::parse)
     )]
     probe_timeout: Duration,
-    /// lease of a registration without a heartbeat (default 15s)
+    /// lease of a registration without a heartbeat (default 15s); with --store etcd also the
+    /// election's, and the registry's own lease is the shorter of it and probe interval + timeout
     #[argh(
         option,
         default = "registry::DEFAULT_TTL",
