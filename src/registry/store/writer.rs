@@ -1,8 +1,9 @@
 //! This registry's writes of instance keys: one session lease that every key it owns is attached
 //! to, and lanes that batch writes into txns.
 //!
-//! - **Session.** One lease of `--ttl` per registry process, granted at start and kept alive every
-//!   TTL/3 ([`Core::keep_session`]): one request per registry per TTL/3, however many instances it
+//! - **Session.** One lease per registry process (`registry::Config::session_ttl`: the shorter of
+//!   `--ttl` and the probe bound, 7 s by default), granted at start and kept alive every third of
+//!   it ([`Core::keep_session`]): one request per registry per TTL/3, however many instances it
 //!   owns. If etcd lets it lapse (this registry was cut off longer than a TTL), the next write gets
 //!   a new one; the deletions of the old one's keys come back as watch events and the instances
 //!   that still beat here are re-owned ([`super::known`]).
