@@ -47,7 +47,7 @@ pub struct ConsulRegistration {
     pub address: Option<String>,
     /// `Port`.
     pub port: u16,
-    /// `Tags`, `Meta` and `Weights.Passing`, as mini's spec (its check set from [`Self::check`]).
+    /// `Tags`, `Meta` and `Weights.Passing`, as mini's spec (its check set from `Self::check`).
     pub tags: Vec<String>,
     /// `Meta`.
     pub meta: Vec<(String, String)>,

@@ -1,8 +1,8 @@
 //! The HTTP/1.1 server: an accept loop on every lane and one task per connection.
 //!
 //! The codec is in [`decode`] (bytes to a borrowed [`Request`]) and [`encode`] ([`Response`] to
-//! bytes); this file only moves bytes and keeps time, on the server's own threads ([`lane`], with
-//! its sockets in [`socket`]): a connection stays on the lane that accepted it. Each connection
+//! bytes); this file only moves bytes and keeps time, on the server's own threads (`lane`, with
+//! its sockets in `socket`): a connection stays on the lane that accepted it. Each connection
 //! reads into one bounded buffer, decodes as many pipelined requests as it holds, answers them in
 //! order into one output buffer and flushes before it would wait on a read. Every wait has a
 //! deadline: a new connection must send its head within the head timeout, a kept-alive connection
