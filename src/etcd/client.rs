@@ -189,7 +189,7 @@ impl Etcd {
     pub async fn revoke(&self, id: i64) -> Result<(), EtcdError> {
         let body = json::Object::new().str("ID", &id.to_string()).finish();
         match self.call("/v3/lease/revoke", &body).await {
-            Err(EtcdError::Status { message, .. }) if message.contains("lease not found") => Ok(()),
+            Err(e) if e.is_lease_not_found() => Ok(()),
             other => other.map(drop),
         }
     }
@@ -316,31 +316,6 @@ impl Etcd {
     pub async fn txn(&self, ops: &[TxnOp<'_>]) -> Result<TxnReply, EtcdError> {
         let v = self.call("/v3/kv/txn", &txn_body(ops)).await?;
         Ok(txn_reply(&v, ops.len()))
-    }
-
-    /// Deletes every key in `keys` in one txn; returns the revision and how many were deleted.
-    pub async fn delete_all(&self, keys: &[&[u8]]) -> Result<(i64, i64), EtcdError> {
-        let ops = keys.iter().map(|k| {
-            json::Object::new()
-                .raw(
-                    "request_delete_range",
-                    &json::Object::new().str("key", &base64::encode(k)).finish(),
-                )
-                .finish()
-        });
-        let body = json::Object::new()
-            .raw("success", &json::array(ops))
-            .finish();
-        let v = self.call("/v3/kv/txn", &body).await?;
-        let deleted = v
-            .get("responses")
-            .and_then(Value::as_array)
-            .map_or(0, |rs| {
-                rs.iter()
-                    .map(|r| int(r, &["response_delete_range", "deleted"]))
-                    .sum()
-            });
-        Ok((int(&v, &["header", "revision"]), deleted))
     }
 }
 

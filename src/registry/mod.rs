@@ -265,9 +265,11 @@ impl Shared {
     ) -> Result<Registered, StoreError> {
         // What a spec change replaces, to put it back if the store refuses the new one (so that the
         // next beat, finding the old spec, is a change again and is written).
-        let before = spec
-            .as_ref()
-            .and_then(|_| self.state().record(service, addr));
+        // Only a shared store's write can fail; with the memory store no copy is needed.
+        let shared = self.store.is_shared();
+        let before = (shared && spec.is_some())
+            .then(|| self.state().record(service, addr))
+            .flatten();
         let upsert = Change::Upsert {
             service: service.into(),
             addr: addr.into(),
@@ -277,7 +279,6 @@ impl Shared {
         };
         // The record is what the store writes; the memory store writes nothing (a beat then looks
         // the instance up once, not three times).
-        let shared = self.store.is_shared();
         let (outcome, record) = self.apply_then(&upsert, |s| {
             shared.then(|| s.record(service, addr)).flatten()
         });

@@ -160,9 +160,15 @@ async fn record(shared: &Shared, target: &Target, outcome: Result<(), String>) {
     }
 }
 
+/// Time between two sweeps of expired leases for a registry whose `--ttl` is `ttl`: a quarter of
+/// it, within [`SWEEP_BOUNDS`]. The etcd store's sweep keeps the same pace.
+pub(crate) fn sweep_period(ttl: Duration) -> Duration {
+    (ttl / 4).clamp(SWEEP_BOUNDS.0, SWEEP_BOUNDS.1)
+}
+
 /// Drops expired leases, checking a few times per TTL.
 pub async fn sweep_loop(shared: Arc<Shared>) {
-    let period = (shared.config.ttl / 4).clamp(SWEEP_BOUNDS.0, SWEEP_BOUNDS.1);
+    let period = sweep_period(shared.config.ttl);
     let mut ticks = Timer::interval(period);
     while ticks.next().await.is_some() {
         let expired = shared.expire();

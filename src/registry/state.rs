@@ -233,7 +233,7 @@ pub struct Target {
 }
 
 /// `now + ttl`, without panicking on absurd TTLs.
-fn deadline(now: Instant, ttl: Duration) -> Instant {
+pub(crate) fn deadline(now: Instant, ttl: Duration) -> Instant {
     now.checked_add(ttl)
         .or_else(|| now.checked_add(FAR_FUTURE))
         .unwrap_or(now)

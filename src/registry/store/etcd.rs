@@ -37,8 +37,6 @@ use std::time::{Duration, Instant};
 
 /// First and longest wait between two attempts to reach etcd again.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
-/// Shortest and longest time between two sweeps (a quarter of the TTL in between), as in memory.
-const SWEEP_BOUNDS: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 /// Watch messages buffered between the stream's reader and the feed.
 const WATCH_BUFFER: usize = 64;
 
@@ -100,7 +98,7 @@ impl EtcdStore {
             .writer
             .get_or_init(|| Arc::new(Writer::start(&self.core)));
         let (local, changes) = channel::unbounded();
-        let period = (self.ttl / 4).clamp(SWEEP_BOUNDS.0, SWEEP_BOUNDS.1);
+        let period = crate::registry::probe::sweep_period(self.ttl);
         crate::rt::spawn(sweep(self.core.clone(), writer.clone(), local, period)).detach();
         Feed {
             store: self.clone(),
@@ -199,7 +197,9 @@ impl EtcdStore {
         let (beat, excluded) = {
             let mut known = lock(&self.core.known);
             let beat = known.beat(service, addr, record, changed, now);
-            (beat, known.excluded(service, addr))
+            // Only a write puts the health key again; an absorbed beat looks nothing else up.
+            let excluded = beat != Beat::Absorbed && known.excluded(service, addr);
+            (beat, excluded)
         };
         let Beat::Write { new } = beat else {
             return Ok(false);

@@ -443,13 +443,11 @@ fn reown(service: &str, addr: &str, e: &Entry) -> Chore {
     }
 }
 
-/// When a beat at `now` with `value` stops keeping the instance alive.
+/// When a beat at `now` with `value` stops keeping the instance alive: the local state's own
+/// deadline for its lease.
 pub fn deadline(now: Instant, value: &Record) -> Instant {
-    now.checked_add(value.ttl).unwrap_or(now + MAX_ALIVE)
+    crate::registry::state::deadline(now, value.ttl)
 }
-
-/// Longest a beat keeps an instance alive when its TTL does not fit in an `Instant`.
-const MAX_ALIVE: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 
 #[cfg(test)]
 mod tests;
