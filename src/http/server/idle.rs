@@ -12,6 +12,7 @@
 //! lock another lane takes per request; the cap compares the queues' oldest entries by the time they
 //! became idle, so the longest-idle connection of the whole server is the one reclaimed.
 
+use crate::rt::lock;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -58,7 +59,7 @@ struct Shared {
 
 impl Shared {
     fn waker(&self) -> MutexGuard<'_, Option<Waker>> {
-        self.waker.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.waker)
     }
 
     fn tell(&self) {
@@ -109,10 +110,6 @@ pub struct IdleMember {
 #[derive(Debug)]
 pub struct Ticket<'a> {
     member: &'a IdleMember,
-}
-
-fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
-    queue.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl IdleConns {

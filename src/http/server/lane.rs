@@ -57,7 +57,7 @@ pub(crate) struct Lane {
 
 impl Lane {
     fn injected(&self) -> MutexGuard<'_, Vec<Runnable>> {
-        self.injected.lock().unwrap_or_else(|p| p.into_inner())
+        crate::rt::lock(&self.injected)
     }
 
     /// Queues a woken task: on this lane's own thread without a lock, else through the hand-over
@@ -109,18 +109,13 @@ fn tick() -> Instant {
 
 static LANES: OnceLock<Result<Vec<Arc<Lane>>, String>> = OnceLock::new();
 
-/// The lanes, started on first use: `threads()` of them.
+/// The lanes, started on first use: one per [`crate::rt::threads`] (`MINI_THREADS`, else one per
+/// core).
 pub(crate) fn lanes() -> Result<&'static [Arc<Lane>], &'static str> {
-    match LANES.get_or_init(|| start(threads()).map_err(|e| e.to_string())) {
+    match LANES.get_or_init(|| start(crate::rt::threads()).map_err(|e| e.to_string())) {
         Ok(lanes) => Ok(lanes),
         Err(e) => Err(e),
     }
-}
-
-/// Server threads: `MINI_THREADS` when set, else one per core.
-pub fn threads() -> usize {
-    crate::env::threads()
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 fn start(count: usize) -> io::Result<Vec<Arc<Lane>>> {

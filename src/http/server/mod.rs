@@ -32,8 +32,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use self::lane::threads;
-
 /// Bytes asked of the socket per read while a request is arriving.
 const READ_CHUNK: usize = 4096;
 /// Bytes asked of the socket for the first read of a request (most requests here are ~100 bytes).
@@ -125,6 +123,7 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, config: S
         active: Arc::new(AtomicUsize::new(0)),
         idle: Arc::new(IdleConns::with_shards(lanes.len())),
         per_lane: (0..lanes.len()).map(|_| AtomicUsize::new(0)).collect(),
+        lanes,
         stopped: AtomicBool::new(false),
     });
     let mut accepting = Vec::with_capacity(lanes.len());
@@ -150,6 +149,8 @@ struct Server<H> {
     idle: Arc<IdleConns>,
     /// Connections each lane serves now.
     per_lane: Arc<[AtomicUsize]>,
+    /// The lanes connections are placed on.
+    lanes: &'static [Arc<lane::Lane>],
     stopped: AtomicBool,
 }
 
@@ -207,9 +208,7 @@ async fn accept<H: Handler>(fd: OwnedFd, server: Arc<Server<H>>) {
                         .run(&*conn_server.handler)
                         .await;
                 };
-                if let Ok(lanes) = lane::lanes() {
-                    lane::spawn_on(lanes, target, run).detach();
-                }
+                lane::spawn_on(server.lanes, target, run).detach();
                 burst += 1;
                 if burst == ACCEPT_BURST {
                     burst = 0;
