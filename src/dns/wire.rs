@@ -40,7 +40,7 @@ pub mod class {
     pub const ANY: u16 = 255;
 }
 
-/// DnsResponse codes (RFC 1035 §4.1.1; BADVERS from RFC 6891 §6.1.3, carried partly in the OPT record).
+/// Response codes (RFC 1035 §4.1.1; BADVERS from RFC 6891 §6.1.3, carried partly in the OPT record).
 pub mod rcode {
     /// No error.
     pub const NOERROR: u16 = 0;
@@ -60,7 +60,7 @@ pub mod rcode {
 
 /// Header flag bits (RFC 1035 §4.1.1; AD and CD from RFC 4035 §3.2).
 pub mod flag {
-    /// DnsResponse.
+    /// A response (not a query).
     pub const QR: u16 = 0x8000;
     /// Authoritative answer.
     pub const AA: u16 = 0x0400;

@@ -12,6 +12,7 @@
 
 use super::auth::Kind;
 use super::state::{Change, Instance};
+use super::watch;
 use super::Shared;
 use crate::consul::{self, render, ConsulCheck, ConsulRegistration};
 use crate::http::router::{printable, Router};
@@ -26,12 +27,9 @@ mod catalog;
 mod dns;
 mod kv;
 
-/// A blocking query's wait when it names none (Consul's 5 minutes).
-pub const CONSUL_DEFAULT_WAIT: Duration = Duration::from_secs(300);
-/// Longest blocking wait (Consul's 10 minutes); jitter of up to wait/16 comes on top, as Consul's.
-pub const CONSUL_MAX_WAIT: Duration = Duration::from_secs(600);
-/// A blocking query's parameters: `wait` (Go duration, capped, with Consul's jitter of up to
-/// wait/16 added) and `index` (none: answer at once).
+/// A blocking query's parameters: `wait` (Go duration; none: [`watch::DEFAULT_WAIT`], Consul's 5
+/// minutes; capped at [`watch::MAX_WAIT`], Consul's 10, with Consul's jitter of up to wait/16 added
+/// on top) and `index` (none: answer at once).
 struct BlockingQuery {
     wait: Duration,
     index: Option<u64>,
@@ -40,9 +38,9 @@ struct BlockingQuery {
 impl BlockingQuery {
     fn of(req: &Request<'_>) -> Result<BlockingQuery, Response> {
         let wait = match req.query("wait") {
-            None => CONSUL_DEFAULT_WAIT,
+            None => watch::DEFAULT_WAIT,
             Some(w) => match duration::parse_go(&w) {
-                Ok(w) => w.min(CONSUL_MAX_WAIT),
+                Ok(w) => w.min(watch::MAX_WAIT),
                 Err(why) => return Err(Response::error(400, format_args!("bad wait: {why}"))),
             },
         };
@@ -260,7 +258,7 @@ impl Doors {
     /// Answers a request to a door; the route's index among [`DOOR_NAMES`] for metrics, if one
     /// matched.
     pub(super) async fn answer(&self, req: &Request<'_>) -> (Option<Door>, Response) {
-        if let Some(key) = req.path().strip_prefix(kv::PREFIX) {
+        if req.path().starts_with(kv::PREFIX) {
             let kind = if req.method() == "GET" {
                 Kind::Read
             } else {
@@ -269,7 +267,7 @@ impl Doors {
             if let Err(denied) = self.shared.config.access.check(req, kind) {
                 return (Some(Door::Kv), denied);
             }
-            return (Some(Door::Kv), kv::answer(req, key).await);
+            return (Some(Door::Kv), kv::answer(req).await);
         }
         let (door, params) = match self.router.find_path(req.method(), req.path()) {
             Ok(found) => found,

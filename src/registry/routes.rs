@@ -508,11 +508,16 @@ fn wants_json(req: &Request<'_>) -> bool {
 
 /// The `tag=` values of a lookup or listing (an instance must carry all); no allocation when there
 /// are none. More tags than an instance may carry can match nothing: 400 with the reason.
-fn tag_filter<'r>(req: &Request<'r>) -> Result<Vec<Cow<'r, str>>, Response> {
-    let tags: Vec<Cow<'r, str>> = (req.query_pairs())
+/// Every `tag=` value of the query, in order: the tags an instance must all carry.
+pub(crate) fn tags_asked<'r>(req: &Request<'r>) -> Vec<Cow<'r, str>> {
+    (req.query_pairs())
         .filter(|(k, _)| k == proto::TAG)
         .map(|(_, v)| v)
-        .collect();
+        .collect()
+}
+
+fn tag_filter<'r>(req: &Request<'r>) -> Result<Vec<Cow<'r, str>>, Response> {
+    let tags = tags_asked(req);
     if tags.len() > MAX_TAGS {
         return Err(Response::error(400, SpecError::TooManyTags));
     }

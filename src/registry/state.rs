@@ -591,6 +591,14 @@ impl Registry {
             .map(|(n, s)| (n.as_str(), s.slots.as_slice(), s.index))
     }
 
+    /// Every service's name and the tags its instances carry (each once, in no order), from the
+    /// tag indexes: no instance is read.
+    pub fn each_service_tags(&self) -> impl Iterator<Item = (&str, impl Iterator<Item = &str>)> {
+        self.services
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.tags.names()))
+    }
+
     /// The registry-wide change counter: it moves with every service's index, and never goes back.
     pub fn global_index(&self) -> u64 {
         self.counter

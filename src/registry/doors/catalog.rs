@@ -6,6 +6,8 @@ use crate::consul::{self, render};
 use crate::http::Request;
 use crate::http::Response;
 use crate::promsd;
+use crate::registry::routes::tags_asked;
+use crate::registry::state::Instance;
 use crate::registry::watch::ANY_SERVICE;
 use crate::rt;
 use crate::view::{Health, InstanceView};
@@ -62,14 +64,10 @@ impl Doors {
         let (mut services, index) = {
             let state = self.shared.state();
             let services: Vec<(String, Vec<String>)> = state
-                .each_service()
-                .map(|(name, slots, _)| {
-                    let mut tags: Vec<String> = slots
-                        .iter()
-                        .flat_map(|i| i.spec.tags.iter().cloned())
-                        .collect();
+                .each_service_tags()
+                .map(|(name, tags)| {
+                    let mut tags: Vec<String> = tags.map(str::to_string).collect();
                     tags.sort_unstable();
-                    tags.dedup();
                     (name.to_string(), tags)
                 })
                 .collect();
@@ -77,19 +75,6 @@ impl Doors {
         };
         services.sort_unstable();
         consul_json(render::catalog_services(&services), index)
-    }
-
-    /// The instances of `service` as rows, sorted by address; the service's index.
-    fn rows(&self, service: &str) -> (Vec<Row>, u64) {
-        let state = self.shared.state();
-        match state.service_view(service) {
-            Some((slots, index)) => {
-                let mut rows: Vec<Row> = slots.iter().map(|i| row(service, i, index)).collect();
-                rows.sort_unstable_by(|a, b| a.addr.cmp(&b.addr));
-                (rows, index)
-            }
-            None => (Vec::new(), state.index(service)),
-        }
     }
 
     /// Consul IDs and TTL warnings of `rows`, read after the state lock is released.
@@ -107,19 +92,9 @@ impl Doors {
     }
 
     fn service_rows(&self, req: &Request<'_>, service: &str, health: bool) -> Response {
-        let (mut rows, index) = self.rows(service);
-        let tags: Vec<Cow<'_, str>> = req
-            .query_pairs()
-            .filter(|(k, _)| k == "tag")
-            .map(|(_, v)| v)
-            .collect();
-        rows.retain(|r| tags.iter().all(|t| r.tags.iter().any(|x| x == t)));
+        let (rows, index) = self.rows(Some(service), &tags_asked(req));
         let ids = self.ids_of(&rows);
-        let mut views: Vec<InstanceView<'_>> = rows
-            .iter()
-            .zip(&ids)
-            .map(|(r, (id, warning))| view(r, id, *warning))
-            .collect();
+        let mut views = views(&rows, &ids);
         if health && req.query("passing").is_some() {
             views.retain(InstanceView::passing);
         }
@@ -133,60 +108,60 @@ impl Doors {
         consul_json(body, index)
     }
 
-    /// The rows of every service (or only `service`) carrying `tags`, sorted by service and
-    /// address; read under the lock, released before IDs are looked up.
-    fn all_rows(&self, service: Option<&str>, tags: &[Cow<'_, str>]) -> Vec<Row> {
+    /// The rows of `service` (or of every service) whose instances carry `tags`, sorted by service
+    /// and address, and that service's index (or the global one); read under the lock, released
+    /// before IDs are looked up.
+    fn rows(&self, service: Option<&str>, tags: &[Cow<'_, str>]) -> (Vec<Row>, u64) {
         let mut rows = Vec::new();
-        {
+        let mut add = |name: &str, slots: &[Instance], index: u64| {
+            let carrying = slots.iter().filter(|i| i.spec.has_tags(tags));
+            rows.extend(carrying.map(|i| row(name, i, index)));
+        };
+        let index = {
             let state = self.shared.state();
-            for (name, slots, index) in state.each_service() {
-                if service.is_some_and(|s| s != name) {
-                    continue;
+            match service {
+                Some(s) => match state.service_view(s) {
+                    Some((slots, index)) => {
+                        add(s, slots, index);
+                        index
+                    }
+                    None => state.index(s),
+                },
+                None => {
+                    for (name, slots, index) in state.each_service() {
+                        add(name, slots, index);
+                    }
+                    state.global_index()
                 }
-                rows.extend(
-                    slots
-                        .iter()
-                        .filter(|i| i.spec.has_tags(tags))
-                        .map(|i| row(name, i, index)),
-                );
             }
-        }
+        };
         rows.sort_unstable_by(|a, b| (&a.service, &a.addr).cmp(&(&b.service, &b.addr)));
-        rows
+        (rows, index)
     }
 
     /// `GET /v1/health/state/STATE`: the checks of every instance in `state`, with the global index.
     fn health_state(&self, state: &str) -> Response {
-        let index = self.index(None);
-        let rows = self.all_rows(None, &[]);
+        let (rows, index) = self.rows(None, &[]);
         let ids = self.ids_of(&rows);
-        let views: Vec<InstanceView<'_>> = rows
-            .iter()
-            .zip(&ids)
-            .map(|(r, (id, warning))| view(r, id, *warning))
-            .collect();
         consul_json(
-            render::health_state(&views, consul::NODE_NAME, state),
+            render::health_state(&views(&rows, &ids), consul::NODE_NAME, state),
             index,
         )
     }
 
     pub(super) fn prometheus(&self, req: &Request<'_>) -> Response {
         let service = req.query("service");
-        let tags: Vec<Cow<'_, str>> = req
-            .query_pairs()
-            .filter(|(k, _)| k == "tag")
-            .map(|(_, v)| v)
-            .collect();
-        let rows = self.all_rows(service.as_deref(), &tags);
+        let (rows, _) = self.rows(service.as_deref(), &tags_asked(req));
         let ids = self.ids_of(&rows);
-        let views: Vec<InstanceView<'_>> = rows
-            .iter()
-            .zip(&ids)
-            .map(|(r, (id, warning))| view(r, id, *warning))
-            .collect();
-        Response::json(200, promsd::render(&views))
+        Response::json(200, promsd::render(&views(&rows, &ids)))
     }
+}
+
+/// The views of `rows`, each with its Consul ID and TTL warning from `ids` ([`Doors::ids_of`]).
+fn views<'a>(rows: &'a [Row], ids: &'a [(String, bool)]) -> Vec<InstanceView<'a>> {
+    (rows.iter().zip(ids))
+        .map(|(r, (id, warning))| view(r, id, *warning))
+        .collect()
 }
 
 fn view<'a>(r: &'a Row, id: &'a str, warning: bool) -> InstanceView<'a> {

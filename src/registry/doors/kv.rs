@@ -8,13 +8,13 @@ use super::BlockingQuery;
 use crate::consul;
 use crate::http::{Request, Response};
 
-/// The route prefix; everything after it is the key.
+/// The route prefix; everything after it is the key (never read: every key is absent).
 pub(super) const PREFIX: &str = "/v1/kv/";
 /// The index of the (empty, unchanging) store.
 const KV_INDEX: u64 = 1;
 
-/// Answers a KV request for `key` (unused: every key is absent).
-pub(super) async fn answer(req: &Request<'_>, _key: &str) -> Response {
+/// Answers a KV request, whatever its key.
+pub(super) async fn answer(req: &Request<'_>) -> Response {
     if req.method() != "GET" {
         return Response::error(
             501,

@@ -117,6 +117,11 @@ pub(super) struct Tags {
 }
 
 impl Tags {
+    /// Every tag some slot carries, once each, in no order.
+    pub(super) fn names(&self) -> impl Iterator<Item = &str> {
+        self.ids.keys().map(|t| &**t)
+    }
+
     fn of(&self, tag: &str) -> Option<&Members> {
         let id = *self.ids.get(tag)?;
         self.members.get(id as usize)
