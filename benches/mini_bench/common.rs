@@ -1,12 +1,13 @@
 //! What the measurements share: processes of ours to start and stop, /proc readings, percentiles,
 //! and the beat loop of a fleet renewing its leases on schedule.
 
-use mini::http::client::{Client, ClientRequest};
+use mini::http::client::{Client, ClientRequest, ClientResponse};
 use smol::Timer;
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -190,15 +191,72 @@ pub struct Beats {
     pub elapsed: Duration,
 }
 
-/// `PUT target` to `registry`; `Ok` only on a 200.
-pub async fn put_ok(client: &Client, registry: &str, target: &str) -> Result<(), String> {
+/// `METHOD target` to `addr` without a body; the response only if it is a 200, else the status
+/// and text, or the error, as one line.
+pub async fn request_ok(
+    client: &Client,
+    method: &str,
+    addr: &str,
+    target: &str,
+) -> Result<ClientResponse, String> {
     match client
-        .request(&ClientRequest::new("PUT", registry, target))
+        .request(&ClientRequest::new(method, addr, target))
         .await
     {
-        Ok(resp) if resp.status == 200 => Ok(()),
+        Ok(resp) if resp.status == 200 => Ok(resp),
         Ok(resp) => Err(format!("{} {}", resp.status, resp.text().trim())),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `PUT target` to `registry`; `Ok` only on a 200.
+pub async fn put_ok(client: &Client, registry: &str, target: &str) -> Result<(), String> {
+    request_ok(client, "PUT", registry, target).await.map(drop)
+}
+
+/// Registers instances `range` as fast as `workers` tasks go, each with one client from `client`
+/// (so one keep-alive connection) taking the next instance not yet taken: instance `i` is a `PUT`
+/// of the target `put(i)` gives, to the registry it gives. The first failure is printed, prefixed
+/// by `bench`; any failure fails the whole.
+pub async fn register_each<F>(
+    workers: usize,
+    range: std::ops::Range<usize>,
+    client: fn() -> Client,
+    put: F,
+    bench: &'static str,
+) -> BenchResult<()>
+where
+    F: Fn(usize) -> (Arc<str>, String) + Clone + Send + 'static,
+{
+    let count = range.len();
+    let next = Arc::new(AtomicUsize::new(range.start));
+    let failed = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let (next, failed, put, end) = (next.clone(), failed.clone(), put.clone(), range.end);
+            mini::rt::spawn(async move {
+                let client = client();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= end {
+                        return;
+                    }
+                    let (registry, target) = put(i);
+                    if let Err(e) = put_ok(&client, &registry, &target).await {
+                        if failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                            eprintln!("{bench}: registering {target} failed: {e}");
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await;
+    }
+    match failed.load(Ordering::Relaxed) {
+        0 => Ok(()),
+        n => Err(format!("{n} of {count} registrations failed").into()),
     }
 }
 

@@ -20,16 +20,16 @@
 //! value: the instances are fake (nothing listens), so the registries must not probe during the run.
 
 use crate::common::{
-    beat_rounds, client_with, cpu_seconds, fake_addr, ms, parse_duration, percentile, rss_kib,
-    Beats, BenchResult,
+    beat_rounds, client_with, cpu_seconds, fake_addr, ms, parse_duration, percentile,
+    register_each, request_ok, rss_kib, Beats, BenchResult,
 };
 use argh::FromArgs;
 use mini::etcd::watch::{Message, Watch};
 use mini::etcd::{Etcd, TxnOp, MAX_TXN_OPS};
-use mini::http::client::{Client, ClientRequest};
+use mini::http::client::Client;
 use smol::Timer;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -102,26 +102,6 @@ fn instance_addr(i: usize) -> String {
 
 fn client() -> Client {
     client_with(TIMEOUT)
-}
-
-async fn call(
-    client: &Client,
-    method: &str,
-    addr: &str,
-    target: &str,
-) -> Result<mini::http::client::ClientResponse, String> {
-    let req = ClientRequest {
-        method,
-        addr,
-        target,
-        headers: &[],
-        body: &[],
-    };
-    match client.request(&req).await {
-        Ok(resp) if resp.status == 200 => Ok(resp),
-        Ok(resp) => Err(format!("{} {}", resp.status, resp.text().trim())),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 pub fn run(args: Args) -> BenchResult<()> {
@@ -333,49 +313,19 @@ async fn etcd_alone(addr: &str, n: usize) -> BenchResult<f64> {
 
 /// Registers instances `0..n`, instance `i` through `regs[i % len]`; returns registrations per second.
 fn register(args: &Arc<Args>, regs: &[String], n: usize) -> BenchResult<f64> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
+    let regs: Vec<Arc<str>> = regs.iter().map(|r| Arc::from(r.as_str())).collect();
+    let ttl = args.ttl.clone();
+    let put = move |i: usize| {
+        let target = format!("/v1/services/bench/{}?ttl={ttl}", instance_addr(i));
+        (regs[i % regs.len()].clone(), target)
+    };
     let started = Instant::now();
-    mini::rt::block_on(async {
-        let tasks: Vec<_> = (0..args.register_workers)
-            .map(|_| {
-                let (args, regs, next, failed) =
-                    (args.clone(), regs.to_vec(), next.clone(), failed.clone());
-                mini::rt::spawn(async move {
-                    let client = client();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= n {
-                            return;
-                        }
-                        let target =
-                            format!("/v1/services/bench/{}?ttl={}", instance_addr(i), args.ttl);
-                        if let Err(e) = call(&client, "PUT", &regs[i % regs.len()], &target).await {
-                            if failed.fetch_add(1, Ordering::Relaxed) == 0 {
-                                eprintln!(
-                                    "etcd-scale: registering {} failed: {e}",
-                                    instance_addr(i)
-                                );
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await;
-        }
-    });
-    let secs = started.elapsed().as_secs_f64();
-    match failed.load(Ordering::Relaxed) {
-        0 => Ok(n as f64 / secs),
-        f => Err(format!("{f} of {n} registrations failed").into()),
-    }
+    let workers = args.register_workers;
+    mini::rt::block_on(register_each(workers, 0..n, client, put, "etcd-scale"))?;
+    Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Visibility samples until `done`: a `PUT` through one registry, timed to the answer of a blocking
-/// query on the other that lists it; microseconds each.
-/// Visibility samples: per sample, microseconds from the start of the `PUT` until the other registry
+/// Visibility samples until `done`, a `PUT` through one registry at a time: per sample, microseconds from the start of the `PUT` until the other registry
 /// listed it, and until the `PUT` itself answered (its txn applied).
 async fn visibility(regs: Vec<String>, done: Arc<AtomicBool>) -> (Vec<u64>, Vec<u64>) {
     let (writer, reader) = (client(), client());
@@ -384,7 +334,7 @@ async fn visibility(regs: Vec<String>, done: Arc<AtomicBool>) -> (Vec<u64>, Vec<
     while !done.load(Ordering::Relaxed) {
         let (to, from) = (&regs[k % 2], &regs[(k + 1) % 2]);
         let addr = format!("127.0.3.{}:{}", k % 250 + 1, SAMPLE_PORT + k / 250);
-        let index = match call(&reader, "GET", from, "/v1/services/vis").await {
+        let index = match request_ok(&reader, "GET", from, "/v1/services/vis").await {
             Ok(r) => r
                 .header("X-Mini-Index")
                 .and_then(|i| i.parse().ok())
@@ -396,7 +346,7 @@ async fn visibility(regs: Vec<String>, done: Arc<AtomicBool>) -> (Vec<u64>, Vec<
             let mut index = index;
             loop {
                 let target = format!("/v1/services/vis?index={index}&wait=4s");
-                match call(&reader, "GET", from, &target).await {
+                match request_ok(&reader, "GET", from, &target).await {
                     Ok(r) if r.text().contains(&addr) => return Some(start.elapsed()),
                     Ok(r) => {
                         index = r
@@ -410,7 +360,7 @@ async fn visibility(regs: Vec<String>, done: Arc<AtomicBool>) -> (Vec<u64>, Vec<
         };
         let target = format!("/v1/services/vis/{addr}?ttl=60m");
         let put = async {
-            let r = call(&writer, "PUT", to, &target).await;
+            let r = request_ok(&writer, "PUT", to, &target).await;
             (r, start.elapsed())
         };
         let (seen, (put, put_took)) = smol::future::zip(watch, put).await;
@@ -436,7 +386,7 @@ fn converge(regs: &[String], n: usize) -> BenchResult<Duration> {
     mini::rt::block_on(async {
         for reg in regs {
             loop {
-                if let Ok(r) = call(&client, "GET", reg, "/v1/services").await {
+                if let Ok(r) = request_ok(&client, "GET", reg, "/v1/services").await {
                     if r.text().lines().any(|l| l.starts_with(&want)) {
                         break;
                     }
@@ -471,7 +421,7 @@ impl EtcdCounters {
 }
 
 fn etcd_counters(etcd: &str) -> BenchResult<EtcdCounters> {
-    let text = mini::rt::block_on(call(&client(), "GET", etcd, "/metrics"))?.text();
+    let text = mini::rt::block_on(request_ok(&client(), "GET", etcd, "/metrics"))?.text();
     let mut started = BTreeMap::new();
     for line in text
         .lines()

@@ -8,12 +8,11 @@
 //! beat loop is [`crate::common::beat_rounds`].
 
 use crate::common::{
-    beat_rounds, client_with, cpu_seconds, fake_addr, ms, parse_duration, percentile, put_ok,
-    rss_kib, Beats, BenchResult,
+    beat_rounds, client_with, cpu_seconds, fake_addr, ms, parse_duration, percentile,
+    register_each, rss_kib, Beats, BenchResult,
 };
 use argh::FromArgs;
 use mini::http::client::Client;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -139,39 +138,16 @@ pub fn run(args: Args) -> BenchResult<()> {
 
 /// Registers instances `from..to` with all workers at full speed.
 async fn register_range(args: Arc<Args>, from: usize, to: usize) -> BenchResult<()> {
-    let next = Arc::new(AtomicUsize::new(from));
-    let failed = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = (0..args.workers)
-        .map(|_| {
-            let (args, next, failed) = (args.clone(), next.clone(), failed.clone());
-            mini::rt::spawn(async move {
-                let client = client();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= to {
-                        return;
-                    }
-                    let target = format!(
-                        "/v1/services/{}/{}?ttl={REGISTER_TTL}",
-                        args.service,
-                        instance_addr(i)
-                    );
-                    if let Err(e) = put_ok(&client, &args.registry, &target).await {
-                        if failed.fetch_add(1, Ordering::Relaxed) == 0 {
-                            eprintln!("heartbeat: registering {} failed: {e}", instance_addr(i));
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await;
-    }
-    match failed.load(Ordering::Relaxed) {
-        0 => Ok(()),
-        n => Err(format!("{n} of {} registrations failed", to - from).into()),
-    }
+    let registry: Arc<str> = Arc::from(args.registry.as_str());
+    let service = args.service.clone();
+    let put = move |i| {
+        let target = format!(
+            "/v1/services/{service}/{}?ttl={REGISTER_TTL}",
+            instance_addr(i)
+        );
+        (registry.clone(), target)
+    };
+    register_each(args.workers, from..to, client, put, "heartbeat").await
 }
 
 /// Renews every instance once per period for the phase's duration.

@@ -14,13 +14,12 @@
 //!   it as well (a tag index per instance: the worst case). RSS is read after registering; bytes per
 //!   instance are (RSS - RSS empty) / N.
 
-use crate::common::{cpu_seconds, log_path, rss_kib, BenchResult, Role};
+use crate::common::{cpu_seconds, log_path, register_each, rss_kib, BenchResult, Role};
 use argh::FromArgs;
-use mini::http::client::{Client, ClientConfig, ClientRequest};
+use mini::http::client::{Client, ClientConfig};
 use mini::registry::state::{Limits, Registry};
 use mini::spec::Spec;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -199,42 +198,18 @@ async fn register_all(
     n: usize,
     query: Arc<dyn Fn(usize) -> String + Send + Sync>,
 ) -> BenchResult<()> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let (registry, next, failed, query) = (
-                registry.clone(),
-                next.clone(),
-                failed.clone(),
-                query.clone(),
-            );
-            mini::rt::spawn(async move {
-                let client = Client::new(ClientConfig {
-                    connect_timeout: Duration::from_secs(2),
-                    request_timeout: Duration::from_secs(5),
-                });
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        return;
-                    }
-                    let addr = format!("127.{}.{}.{}:80", i >> 16, (i >> 8) & 255, i & 255);
-                    let target = format!("/v1/services/bench/{addr}?ttl=60m&{}", query(i));
-                    let req = ClientRequest::new("PUT", &registry, &target);
-                    let ok = client.request(&req).await.is_ok_and(|r| r.status == 200);
-                    if !ok && failed.fetch_add(1, Ordering::Relaxed) == 0 {
-                        eprintln!("pick: registering {addr} failed");
-                    }
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await;
-    }
-    match failed.load(Ordering::Relaxed) {
-        0 => Ok(()),
-        bad => Err(format!("{bad} of {n} registrations failed").into()),
-    }
+    let registry: Arc<str> = Arc::from(registry);
+    let put = move |i: usize| {
+        let addr = format!("127.{}.{}.{}:80", i >> 16, (i >> 8) & 255, i & 255);
+        let target = format!("/v1/services/bench/{addr}?ttl=60m&{}", query(i));
+        (registry.clone(), target)
+    };
+    register_each(WORKERS, 0..n, pick_client, put, "pick").await
+}
+
+fn pick_client() -> Client {
+    Client::new(ClientConfig {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+    })
 }

@@ -227,17 +227,6 @@ impl Dig {
         self.flags.iter().any(|f| f == flag)
     }
 
-    /// The answer records' last field (the address of an A record, the target of an SRV), sorted.
-    pub fn answer_data(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .answer
-            .iter()
-            .filter_map(|r| r.rsplit(' ').next().map(String::from))
-            .collect();
-        v.sort();
-        v
-    }
-
     /// The ports of the SRV answers, sorted.
     pub fn srv_ports(&self) -> Vec<u16> {
         let mut v: Vec<u16> = self

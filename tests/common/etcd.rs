@@ -6,13 +6,12 @@
 //! runs as root); if that is impossible too, [`Cluster::start`] returns `None` after printing why and
 //! the test returns early.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::procs::PROC_DEADLINE;
+use super::procs::{free_port, PROC_DEADLINE};
 
 /// The etcd binary, installing the Debian package once if it is missing.
 fn binary() -> Option<&'static Path> {
@@ -50,14 +49,6 @@ fn binary() -> Option<&'static Path> {
             find()
         })
         .as_deref()
-}
-
-/// A free loopback port (bound, read, released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 struct Member {
