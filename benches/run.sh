@@ -245,13 +245,17 @@ le() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a <= b)}'; }
 le_both() { le "$1" "$3" && le "$2" "$3"; }
 verdict() { if "$@"; then echo "met"; else echo "**not met**"; fi; }
 wrk_rps() { awk '/^Requests\/sec:/ {printf "%.0f\n", $2}' "$1"; }
-# p99 in ms from wrk's latency distribution (units us, ms or s).
-wrk_p99() {
-    awk '$1 == "99%" {v = $2
+# wrk_pct FILE PCT: a percentile (50%, 99%, ...) in ms from wrk's latency distribution (units us,
+# ms or s).
+wrk_pct() {
+    awk -v p="$2" '$1 == p {v = $2
         if (v ~ /us$/) {sub(/us$/, "", v); v /= 1000} else if (v ~ /ms$/) {sub(/ms$/, "", v)}
         else if (v ~ /s$/) {sub(/s$/, "", v); v *= 1000}
         printf "%.2f\n", v}' "$1"
 }
+wrk_p99() { wrk_pct "$1" 99%; }
+# Requests wrk completed.
+wrk_requests() { awk '/ requests in / {print $1}' "$1"; }
 # Non-2xx answers plus socket errors in a wrk output.
 wrk_errors() {
     awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$1"
@@ -266,12 +270,16 @@ read_results() {
 }
 
 rows=()
-# row FIGURE VALUE REFERENCE VERDICT COMMAND: one line of the results table (| in cells escaped).
-row() {
+# table_row ARRAY CELL...: appends a markdown row of five cells (pipes escaped) to the array ARRAY.
+table_row() {
+    local -n _table=$1
+    shift
     local cells=() c
     for c in "$@"; do cells+=("${c//|/\\|}"); done
-    rows+=("| ${cells[0]} | ${cells[1]} | ${cells[2]} | ${cells[3]} | ${cells[4]} |")
+    _table+=("| ${cells[0]} | ${cells[1]} | ${cells[2]} | ${cells[3]} | ${cells[4]} |")
 }
+# row FIGURE VALUE REFERENCE VERDICT COMMAND: one line of the results table.
+row() { table_row rows "$@"; }
 
 # --- build -------------------------------------------------------------------------------------------
 
@@ -696,11 +704,7 @@ if wants etcd-scale; then
     p50_ratio=$(div "${R[etcd_beat_p50_ms]}" "${R[memory_beat_p50_ms]}")
     p99_ratio=$(div "${R[etcd_beat_p99_ms]}" "${R[memory_beat_p99_ms]}")
     scale_rows=()
-    scale_row() {
-        local cells=() c
-        for c in "$@"; do cells+=("${c//|/\\|}"); done
-        scale_rows+=("| ${cells[0]} | ${cells[1]} | ${cells[2]} | ${cells[3]} | ${cells[4]} |")
-    }
+    scale_row() { table_row scale_rows "$@"; }
     scale_row "Beat latency p50 / p99 / max, $n instances every $BEAT_PERIOD, instance i through registry i mod 2 (\`--store etcd\`, 1 etcd member, $BEAT_WORKERS connections)" \
         "${R[etcd_beat_p50_ms]} / ${R[etcd_beat_p99_ms]} / ${R[etcd_beat_max_ms]} ms (${R[etcd_beat_ok]} ok, ${R[etcd_beat_failed]} failed, ${R[etcd_beat_rate]} beats/s, p99 sent ${R[etcd_beat_late_p99_ms]} ms behind schedule)" \
         "one \`--store memory\` registry, same load, same run: ${R[memory_beat_p50_ms]} / ${R[memory_beat_p99_ms]} / ${R[memory_beat_max_ms]} ms (${R[memory_beat_failed]} failed); target within ${SCALE_BEAT_MAX_RATIO}x" \
@@ -899,13 +903,6 @@ tree_ticks() {
     done
     echo "$t"
 }
-wrk_pct() {
-    awk -v p="$2" '$1 == p {v = $2
-        if (v ~ /us$/) {sub(/us$/, "", v); v /= 1000} else if (v ~ /ms$/) {sub(/ms$/, "", v)}
-        else if (v ~ /s$/) {sub(/s$/, "", v); v *= 1000}
-        printf "%.2f\n", v}' "$1"
-}
-wrk_requests() { awk '/ requests in / {print $1}' "$1"; }
 
 if wants lookup-table; then
     step "lookup table: mini and nginx at ${#TABLE_LOADS[@]} loads, lookups and heartbeats, $TABLE_ROUNDS rounds of ${TABLE_SECONDS}s"
@@ -1112,7 +1109,7 @@ NGINX
                 [ "$kind" = beat ] && script=(-s "$t_work/beat.lua")
                 wrk -t1 -c4 -d1s "${script[@]}" "http://$cg_addr${t_path[$kind]}" >/dev/null
                 callgrind_control -i on "$cg_pid" >/dev/null
-                n=$(wrk -t1 -c4 -d"${TABLE_SECONDS}s" "${script[@]}" "http://$cg_addr${t_path[$kind]}" | awk '/ requests in / {print $1}')
+                n=$(wrk -t1 -c4 -d"${TABLE_SECONDS}s" "${script[@]}" "http://$cg_addr${t_path[$kind]}" | wrk_requests /dev/stdin)
                 callgrind_control -i off "$cg_pid" >/dev/null
                 before=$(dumps "$out" | wc -l)
                 callgrind_control -d "$cg_pid" >/dev/null
