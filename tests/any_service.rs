@@ -6,7 +6,7 @@
 mod common;
 
 use common::parse_response;
-use common::procs::{eventually, exchange, get, Proc};
+use common::procs::{eventually, get, Proc};
 use mini::jsonread::{self, Value};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -18,13 +18,8 @@ const FAST: &[&str] = &["--probe-interval", "100ms", "--probe-timeout", "300ms"]
 
 /// `METHOD target` with `body`, on a fresh connection: status and body.
 fn call(registry: &str, method: &str, target: &str, body: &str) -> (u16, String) {
-    exchange(
-        registry,
-        &format!(
-            "{method} {target} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    )
+    let resp = common::doors::request(registry, method, target, "", body);
+    (resp.status, resp.text().to_string())
 }
 
 /// `PUT /v1/services/SERVICE/ADDR?QUERY`, which must answer 200.
@@ -65,8 +60,7 @@ fn probed_ok(registry: &str, service: &str, addr: &str) -> Option<bool> {
 
 /// A free loopback address nothing listens on (bound, read, released).
 fn nowhere() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").to_string()
+    format!("127.0.0.1:{}", common::procs::free_port())
 }
 
 /// A loopback listener on its own thread handing each connection to `answer`; its address.

@@ -108,11 +108,7 @@ fn last_probe_ok(registry: &str, service: &str) -> Option<bool> {
 
 /// How many `PUT`s (registrations and beats) the registry answered 200, from its `/metrics`.
 fn puts_answered(registry: &str) -> u64 {
-    let (_, body) = get(registry, "/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix("mini_http_requests_total{route=\"put\",status=\"200\"} "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+    common::doors::requests_served(registry, "put")
 }
 
 fn python_available() -> bool {

@@ -193,6 +193,12 @@ pub fn dns_registry(extra: &[&str]) -> (Proc, u16) {
     args.extend_from_slice(FAST_PROBES);
     args.extend_from_slice(extra);
     let registry = Proc::registry(&args);
+    let port = dns_port(&registry);
+    (registry, port)
+}
+
+/// The DNS port a registry started with `--dns 127.0.0.1:0` logs, waiting for the line.
+pub fn dns_port(registry: &Proc) -> u16 {
     let mut port = None;
     super::procs::eventually("the registry logs its DNS port", || {
         port = registry.log.lock().unwrap().iter().find_map(|l| {
@@ -201,7 +207,7 @@ pub fn dns_registry(extra: &[&str]) -> (Proc, u16) {
         });
         port.is_some()
     });
-    (registry, port.expect("a DNS port"))
+    port.expect("a DNS port")
 }
 
 /// What dig printed, split up; records with their whitespace collapsed to single spaces.
@@ -282,13 +288,19 @@ pub fn dig(port: u16, args: &[&str]) -> Dig {
     dig
 }
 
-/// The `mini_http_requests_total{route="add",status="200"}` count on an adder's `/metrics`.
-pub fn adds_served(adder: &str) -> u64 {
-    let (_, body) = super::procs::get(adder, "/metrics");
+/// The `mini_http_requests_total{route="ROUTE",status="200"}` count on a server's `/metrics`.
+pub fn requests_served(addr: &str, route: &str) -> u64 {
+    let (_, body) = super::procs::get(addr, "/metrics");
+    let prefix = format!("mini_http_requests_total{{route=\"{route}\",status=\"200\"}} ");
     body.lines()
-        .find_map(|l| l.strip_prefix("mini_http_requests_total{route=\"add\",status=\"200\"} "))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Additions an adder answered ([`requests_served`] for its `add` route).
+pub fn adds_served(adder: &str) -> u64 {
+    requests_served(adder, "add")
 }
 
 /// The port of a `HOST:PORT` address.

@@ -123,21 +123,9 @@ fn dns_junk() -> Vec<(&'static str, Vec<u8>, DnsExpect)> {
 #[test]
 fn dns_junk_is_dropped_or_refused_in_a_header_and_the_door_still_answers() {
     let registry = Proc::registry(&["--probe-interval", "60s", "--dns", "127.0.0.1:0"]);
-    procs::eventually("the DNS door is up", || registry.logged("dns on "));
-    let port: u16 = {
-        let log = registry.log.lock().unwrap();
-        let line = log
-            .iter()
-            .find(|l| l.contains("dns on 127.0.0.1:"))
-            .expect("dns line");
-        let rest = line.split("dns on 127.0.0.1:").nth(1).unwrap();
-        rest.split(' ').next().unwrap().parse().expect("a port")
-    };
+    let port = common::doors::dns_port(&registry);
     let target = "/v1/services/web/127.0.0.1:8000?check=none&ttl=60s";
-    let put = format!(
-        "PUT {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    );
-    assert_eq!(procs::exchange(&registry.addr, &put).0, 200);
+    assert_eq!(common::doors::put(&registry.addr, target, "").0, 200);
     let dns: SocketAddr = ([127, 0, 0, 1], port).into();
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     udp.connect(dns).expect("connect");
