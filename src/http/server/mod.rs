@@ -181,7 +181,7 @@ async fn accept<H: Handler>(fd: OwnedFd, server: Arc<Server<H>>) {
     let mut burst = 0;
     loop {
         match listener.accept().await {
-            Ok(fd) => {
+            Ok((fd, peer)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
                 // At the cap, an idle kept-alive connection makes room; with none idle, refuse.
                 let max = server.config.max_connections;
@@ -199,7 +199,7 @@ async fn accept<H: Handler>(fd: OwnedFd, server: Arc<Server<H>>) {
                 let run = async move {
                     let (_slot, _placed) = (slot, placed);
                     // Registered with the lane that runs it, for the rest of its life.
-                    let stream = match Stream::register(fd) {
+                    let stream = match Stream::register(fd, peer) {
                         Ok(stream) => stream,
                         Err(e) => return eprintln!("mini: cannot serve a connection ({e})"),
                     };

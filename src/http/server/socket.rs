@@ -10,6 +10,7 @@ use rustix::event::epoll::EventFlags;
 use rustix::net::{Shutdown, SocketFlags};
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::task::Poll;
 use std::time::Instant;
@@ -20,16 +21,17 @@ pub(crate) struct Stream {
     // Declared first, so the registration is removed before the socket closes.
     registration: Registration,
     socket: std::net::TcpStream,
+    peer: Option<SocketAddr>,
 }
 
 impl Stream {
-    /// The peer's address (one `getpeername` per connection, asked once at its start).
-    pub(crate) fn peer_addr(&self) -> Option<std::net::SocketAddr> {
-        self.socket.peer_addr().ok()
+    /// The peer's address, as `accept` returned it.
+    pub(crate) fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
     }
 
-    /// Registers an accepted, non-blocking socket with this thread's lane.
-    pub(crate) fn register(fd: OwnedFd) -> io::Result<Stream> {
+    /// Registers an accepted, non-blocking socket from `peer` with this thread's lane.
+    pub(crate) fn register(fd: OwnedFd, peer: Option<SocketAddr>) -> io::Result<Stream> {
         let socket = std::net::TcpStream::from(fd);
         let _ = socket.set_nodelay(true);
         // Readable once epoll says so (the registration reports data already queued); writable.
@@ -38,6 +40,7 @@ impl Stream {
         Ok(Stream {
             registration,
             socket,
+            peer,
         })
     }
 
@@ -129,8 +132,9 @@ impl Listener {
         })
     }
 
-    /// Accepts one connection, non-blocking; [`Stream::register`] it on the lane that will serve it.
-    pub(crate) async fn accept(&self) -> io::Result<OwnedFd> {
+    /// Accepts one connection, non-blocking, with its peer's address (from the same `accept4`, so
+    /// no `getpeername`); [`Stream::register`] it on the lane that will serve it.
+    pub(crate) async fn accept(&self) -> io::Result<(OwnedFd, Option<SocketAddr>)> {
         poll_fn(|cx| loop {
             match self.registration.poll_ready(Dir::Read, cx) {
                 Poll::Ready(Ok(())) => {}
@@ -138,8 +142,11 @@ impl Listener {
                 Poll::Pending => return Poll::Pending,
             }
             let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-            match rustix::net::accept_with(&self.socket, flags) {
-                Ok(fd) => return Poll::Ready(Ok(fd)),
+            match rustix::net::acceptfrom_with(&self.socket, flags) {
+                Ok((fd, peer)) => {
+                    let peer = peer.and_then(|a| SocketAddr::try_from(a).ok());
+                    return Poll::Ready(Ok((fd, peer)));
+                }
                 Err(rustix::io::Errno::AGAIN) => self.registration.clear(Dir::Read),
                 Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Poll::Ready(Err(e.into())),
