@@ -114,6 +114,32 @@ pub fn array(items: impl IntoIterator<Item = String>) -> String {
     out
 }
 
+/// A JSON array of strings.
+///
+/// ```
+/// assert_eq!(mini::json::strings(&["v2".to_string(), "a\"b".to_string()]), r#"["v2","a\"b"]"#);
+/// ```
+pub fn strings(items: &[String]) -> String {
+    array(items.iter().map(|t| {
+        let mut s = String::new();
+        string(&mut s, t);
+        s
+    }))
+}
+
+/// A JSON object of string pairs, in their order.
+///
+/// ```
+/// assert_eq!(mini::json::pairs(&[("zone".into(), "a".into())]), r#"{"zone":"a"}"#);
+/// ```
+pub fn pairs(items: &[(String, String)]) -> String {
+    let mut o = Object::new();
+    for (k, v) in items {
+        o.str(k, v);
+    }
+    o.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

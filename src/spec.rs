@@ -320,18 +320,9 @@ impl Spec {
     /// assert_eq!(Spec::read_json(&mini::jsonread::parse(text.as_bytes()).unwrap()), Ok(spec));
     /// ```
     pub fn write_json(&self, o: &mut crate::json::Object) {
-        let tags = self.tags.iter().map(|t| {
-            let mut out = String::new();
-            crate::json::string(&mut out, t);
-            out
-        });
-        let mut meta = crate::json::Object::new();
-        for (k, v) in &self.meta {
-            meta.str(k, v);
-        }
         o.str("check", &self.check.to_string())
-            .raw("tags", &crate::json::array(tags))
-            .raw("meta", &meta.finish())
+            .raw("tags", &crate::json::strings(&self.tags))
+            .raw("meta", &crate::json::pairs(&self.meta))
             .num("weight", self.weight);
     }
 

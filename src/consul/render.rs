@@ -13,24 +13,8 @@
 //! assert!(json.contains(r#""Status":"passing""#));
 //! ```
 
-use crate::json::{self, Object};
+use crate::json::{self, pairs, strings, Object};
 use crate::view::{Health, InstanceView as Entry};
-
-fn strings(items: &[String]) -> String {
-    json::array(items.iter().map(|t| {
-        let mut s = String::new();
-        json::string(&mut s, t);
-        s
-    }))
-}
-
-fn pairs(items: &[(String, String)]) -> String {
-    let mut o = Object::new();
-    for (k, v) in items {
-        o.str(k, v);
-    }
-    o.finish()
-}
 
 fn weights(w: u16) -> String {
     Object::new().num("Passing", w).num("Warning", 1).finish()
@@ -62,11 +46,12 @@ fn service(e: &Entry<'_>) -> String {
         .finish()
 }
 
-/// An instance's checks as `(status, JSON object)`: its own check, and while it drains the
-/// maintenance check Consul adds (`critical`), which Fabio and Traefik read as "not routable".
-fn check_list(e: &Entry<'_>, node: &str) -> Vec<(&'static str, String)> {
+/// An instance's checks whose status `keep` accepts, as JSON objects: its own check, and while it
+/// drains the maintenance check Consul adds (`critical`), which Fabio and Traefik read as "not
+/// routable". A check not kept is not rendered.
+fn check_list(e: &Entry<'_>, node: &str, keep: impl Fn(&str) -> bool) -> Vec<String> {
     let check = |id: String, name: &str, status: &'static str, output: &str| {
-        let json = Object::new()
+        Object::new()
             .str("Node", node)
             .str("CheckID", &id)
             .str("Name", name)
@@ -79,8 +64,7 @@ fn check_list(e: &Entry<'_>, node: &str) -> Vec<(&'static str, String)> {
             .str("Type", "")
             .num("CreateIndex", e.index as f64)
             .num("ModifyIndex", e.index as f64)
-            .finish();
-        (status, json)
+            .finish()
     };
     let name = format!("Service '{}' check", e.service);
     let output = match e.health {
@@ -88,13 +72,16 @@ fn check_list(e: &Entry<'_>, node: &str) -> Vec<(&'static str, String)> {
         Health::Warning => "mini: check warning",
         Health::Critical => "mini: check failing",
     };
-    let mut list = vec![check(
-        format!("service:{}", e.id),
-        &name,
-        e.health.word(),
-        output,
-    )];
-    if e.draining {
+    let mut list = Vec::with_capacity(2);
+    if keep(e.health.word()) {
+        list.push(check(
+            format!("service:{}", e.id),
+            &name,
+            e.health.word(),
+            output,
+        ));
+    }
+    if e.draining && keep("critical") {
         list.push(check(
             format!("_service_maintenance:{}", e.id),
             "Service Maintenance Mode",
@@ -106,7 +93,7 @@ fn check_list(e: &Entry<'_>, node: &str) -> Vec<(&'static str, String)> {
 }
 
 fn checks(e: &Entry<'_>, node: &str) -> String {
-    json::array(check_list(e, node).into_iter().map(|(_, json)| json))
+    json::array(check_list(e, node, |_| true))
 }
 
 /// The states `GET /v1/health/state/STATE` takes: `any` or one check status.
@@ -124,12 +111,8 @@ pub const CHECK_STATES: &[&str] = &["any", "passing", "warning", "critical"];
 /// assert_eq!(render::health_state(&[e], "mini", "passing"), "[]");
 /// ```
 pub fn health_state(entries: &[Entry<'_>], node_name: &str, state: &str) -> String {
-    json::array(entries.iter().flat_map(|e| {
-        check_list(e, node_name)
-            .into_iter()
-            .filter(|(status, _)| state == "any" || *status == state)
-            .map(|(_, json)| json)
-    }))
+    let keep = |status: &str| state == "any" || status == state;
+    json::array(entries.iter().flat_map(|e| check_list(e, node_name, keep)))
 }
 
 /// `GET /v1/health/service/NAME`: `[{Node, Service, Checks}]`.
