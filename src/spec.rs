@@ -173,7 +173,7 @@ impl fmt::Display for SpecError {
 impl std::error::Error for SpecError {}
 
 /// A tag, meta key or meta value: 1..=128 bytes of printable ASCII (space allowed inside values).
-fn field(text: &str, what: &'static str) -> Result<String, SpecError> {
+pub(crate) fn field(text: &str, what: &'static str) -> Result<String, SpecError> {
     let printable = text.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
     if text.is_empty() || text.len() > MAX_FIELD || !printable {
         return Err(SpecError::BadField(what));
@@ -188,6 +188,19 @@ fn weight(text: &str) -> Result<u16, SpecError> {
     }
 }
 
+/// Adds the tag `text` to `tags` once, checked as a [`field`]; past [`MAX_TAGS`] distinct tags, an
+/// error.
+pub(crate) fn add_tag(tags: &mut Vec<String>, text: &str) -> Result<(), SpecError> {
+    let tag = field(text, "tag")?;
+    if !tags.contains(&tag) {
+        if tags.len() == MAX_TAGS {
+            return Err(SpecError::TooManyTags);
+        }
+        tags.push(tag);
+    }
+    Ok(())
+}
+
 /// Fields gathered from one source (the query or the body), before the query wins over the body.
 #[derive(Default)]
 struct Fields {
@@ -200,15 +213,7 @@ struct Fields {
 
 impl Fields {
     fn tag(&mut self, text: &str) -> Result<(), SpecError> {
-        let tags = self.tags.get_or_insert_with(Vec::new);
-        let tag = field(text, "tag")?;
-        if !tags.contains(&tag) {
-            if tags.len() == MAX_TAGS {
-                return Err(SpecError::TooManyTags);
-            }
-            tags.push(tag);
-        }
-        Ok(())
+        add_tag(self.tags.get_or_insert_with(Vec::new), text)
     }
 
     fn meta(&mut self, key: &str, value: &str) -> Result<(), SpecError> {

@@ -14,7 +14,7 @@
 use crate::duration;
 use crate::jsonread::{self, Value};
 use crate::proto::ServiceName;
-use crate::spec::{Check, Spec, SpecError, MAX_FIELD, MAX_META, MAX_TAGS, MAX_WEIGHT};
+use crate::spec::{self, Check, Spec, SpecError, MAX_META, MAX_WEIGHT};
 use std::fmt;
 use std::time::Duration;
 
@@ -102,12 +102,9 @@ fn text<'v>(value: &'v Value, key: &'static str) -> Result<Option<&'v str>, Regi
     }
 }
 
+/// A tag, meta key or meta value, by the rules of mini's own ([`spec::field`]).
 fn bounded(s: &str, what: &'static str) -> Result<String, RegisterBodyError> {
-    let printable = s.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
-    if s.is_empty() || s.len() > MAX_FIELD || !printable {
-        return Err(RegisterBodyError::Spec(SpecError::BadField(what)));
-    }
-    Ok(s.to_string())
+    spec::field(s, what).map_err(RegisterBodyError::Spec)
 }
 
 impl ConsulRegistration {
@@ -153,13 +150,7 @@ impl ConsulRegistration {
                     let tag = item
                         .as_str()
                         .ok_or(RegisterBodyError::Bad("Tags", "not strings".into()))?;
-                    let tag = bounded(tag, "tag")?;
-                    if !tags.contains(&tag) {
-                        if tags.len() == MAX_TAGS {
-                            return Err(RegisterBodyError::Spec(SpecError::TooManyTags));
-                        }
-                        tags.push(tag);
-                    }
+                    spec::add_tag(&mut tags, tag).map_err(RegisterBodyError::Spec)?;
                 }
             }
             Some(_) => return Err(RegisterBodyError::Bad("Tags", "not an array".into())),
