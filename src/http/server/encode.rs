@@ -322,7 +322,6 @@ pub fn reason(status: u16) -> &'static str {
 mod date {
     use std::cell::RefCell;
     use std::fmt;
-    use std::time::{SystemTime, UNIX_EPOCH};
 
     /// An IMF-fixdate is this long (until the year 9999).
     const LEN: usize = 29;
@@ -334,11 +333,7 @@ mod date {
     /// Appends the current IMF-fixdate, e.g. `Wed, 25 Nov 2026 03:00:44 GMT`.
     pub fn append(out: &mut Vec<u8>) {
         // On a lane, the second it last woke in (read once per wake, as nginx caches its time).
-        let secs = super::super::lane::unix_secs().unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs())
-        });
+        let secs = super::super::lane::unix_secs();
         CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
             if cache.0 != secs {

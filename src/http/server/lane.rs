@@ -93,17 +93,20 @@ pub(crate) fn now() -> Instant {
     NOW.get().map_or_else(Instant::now, |(now, _)| now)
 }
 
-/// The Unix time in seconds when this lane last woke; `None` off the lanes.
-pub(crate) fn unix_secs() -> Option<u64> {
-    NOW.get().map(|(_, secs)| secs)
+/// The Unix time in seconds: on a lane, when it last woke (as [`now`]); elsewhere the clock.
+pub(crate) fn unix_secs() -> u64 {
+    NOW.get().map_or_else(clock_secs, |(_, secs)| secs)
+}
+
+fn clock_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn tick() -> Instant {
     let now = Instant::now();
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    NOW.set(Some((now, secs)));
+    NOW.set(Some((now, clock_secs())));
     now
 }
 
