@@ -18,6 +18,7 @@ use crate::consul::{self, render, ConsulCheck, ConsulRegistration};
 use crate::http::router::{printable, Router};
 use crate::http::{Request, Response};
 
+use crate::spec::Spec;
 use crate::{duration, promsd, rt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -197,15 +198,12 @@ pub(super) struct Doors {
     ids: Mutex<Ids>,
 }
 
-/// An instance copied out of the state (released before the Consul IDs are read).
+/// An instance taken out of the state (released before the Consul IDs are read): its address and
+/// spec are the state's own, shared, not copied.
 struct Row {
     service: String,
-    addr: String,
-    host: String,
-    port: u16,
-    tags: Vec<String>,
-    meta: Vec<(String, String)>,
-    weight: u16,
+    addr: Arc<str>,
+    spec: Arc<Spec>,
     excluded: bool,
     draining: bool,
     index: u64,
@@ -223,15 +221,10 @@ fn split(addr: &str) -> (&str, u16) {
 }
 
 fn row(service: &str, i: &Instance, index: u64) -> Row {
-    let (host, port) = split(&i.addr);
     Row {
         service: service.to_string(),
-        addr: i.addr.to_string(),
-        host: host.to_string(),
-        port,
-        tags: i.spec.tags.clone(),
-        meta: i.spec.meta.clone(),
-        weight: i.spec.weight,
+        addr: i.addr.clone(),
+        spec: i.spec.clone(),
         excluded: i.excluded,
         draining: i.draining,
         index,

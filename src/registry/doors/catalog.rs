@@ -1,7 +1,7 @@
 //! The read side of the Consul door and Prometheus SD: catalog, health and state answers over the
 //! state's instances, as blocking queries.
 
-use super::{consul_json, row, BlockingQuery, Door, Doors, Row};
+use super::{consul_json, row, split, BlockingQuery, Door, Doors, Row};
 use crate::consul::{self, render};
 use crate::http::Request;
 use crate::http::Response;
@@ -82,10 +82,10 @@ impl Doors {
         let ids = rt::lock(&self.ids);
         rows.iter()
             .map(|r| {
-                let key = (r.service.clone(), r.addr.clone());
+                let key = (r.service.clone(), r.addr.to_string());
                 match ids.by_key.get(&key) {
                     Some(id) => (id.clone(), ids.by_id.get(id).is_some_and(|k| k.warning)),
-                    None => (r.addr.clone(), false),
+                    None => (key.1, false),
                 }
             })
             .collect()
@@ -165,14 +165,15 @@ fn views<'a>(rows: &'a [Row], ids: &'a [(String, bool)]) -> Vec<InstanceView<'a>
 }
 
 fn view<'a>(r: &'a Row, id: &'a str, warning: bool) -> InstanceView<'a> {
+    let (host, port) = split(&r.addr);
     InstanceView {
         id,
         service: &r.service,
-        host: &r.host,
-        port: r.port,
-        tags: &r.tags,
-        meta: &r.meta,
-        weight: r.weight,
+        host,
+        port,
+        tags: &r.spec.tags,
+        meta: &r.spec.meta,
+        weight: r.spec.weight,
         health: match (r.excluded, warning) {
             (true, _) => Health::Critical,
             (false, true) => Health::Warning,
