@@ -18,7 +18,7 @@
 mod register;
 pub mod render;
 
-pub use register::{member, ConsulCheck, ConsulRegistration, RegisterBodyError, MAX_ID};
+pub use register::{member, ConsulRegistration, RegisterBodyError, MAX_ID};
 
 /// The datacenter mini reports unless `--datacenter` says otherwise (Consul's own default).
 pub const DEFAULT_DATACENTER: &str = "dc1";

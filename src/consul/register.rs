@@ -4,11 +4,13 @@
 //! `Name`, `Port`, `Check`). Unknown keys are ignored, as Consul ignores fields it does not use.
 //!
 //! ```
-//! use mini::consul::{ConsulCheck, ConsulRegistration};
+//! use mini::consul::ConsulRegistration;
+//! use mini::spec::Check;
 //! let body = br#"{"Name":"web","Port":8080,"Tags":["v2"],"Check":{"HTTP":"http://10.0.0.5:8080/health","Interval":"10s"},"Address":"10.0.0.5"}"#;
 //! let r = ConsulRegistration::parse(body).unwrap();
 //! assert_eq!((r.id.as_str(), r.port), ("web", 8080));
-//! assert_eq!(r.check, ConsulCheck::Http("/health".into()));
+//! assert_eq!(r.spec.check, Check::Http("/health".into()));
+//! assert_eq!(r.spec.tags, ["v2"]);
 //! ```
 
 use crate::duration;
@@ -23,19 +25,6 @@ pub const MAX_ID: usize = 128;
 /// Longest TTL check: the same hour as the longest lease `PUT /v1/services/...?ttl=` may ask for.
 pub const MAX_CHECK_TTL: Duration = Duration::from_secs(3600);
 
-/// The check a Consul registration asks for, as mini runs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConsulCheck {
-    /// No check: the instance lives until deregistered.
-    None,
-    /// `HTTP`: GET this path on the instance's own address; 2xx is passing.
-    Http(String),
-    /// `TCP`: a connect to the instance's own address is passing.
-    Tcp,
-    /// `TTL`: passing while `PUT /v1/agent/check/pass/service:ID` comes within this long.
-    Ttl(Duration),
-}
-
 /// A Consul service registration, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsulRegistration {
@@ -47,14 +36,12 @@ pub struct ConsulRegistration {
     pub address: Option<String>,
     /// `Port`.
     pub port: u16,
-    /// `Tags`, `Meta` and `Weights.Passing`, as mini's spec (its check set from `Self::check`).
-    pub tags: Vec<String>,
-    /// `Meta`.
-    pub meta: Vec<(String, String)>,
-    /// `Weights.Passing` (default 1).
-    pub weight: u16,
-    /// `Check` or the one element of `Checks`.
-    pub check: ConsulCheck,
+    /// What mini keeps: `Tags`, `Meta`, `Weights.Passing` (default 1), and as its check `Check` or
+    /// the one element of `Checks` (none: [`Check::None`]; `HTTP`: the path, probed on the
+    /// instance's own address; `TCP`; `TTL`: [`Check::Ttl`], its length in [`Self::ttl`]).
+    pub spec: Spec,
+    /// A `TTL` check's length: passing while `PUT /v1/agent/check/pass/service:ID` comes within it.
+    pub ttl: Option<Duration>,
 }
 
 /// Why a Consul registration was refused (400, with this line).
@@ -182,16 +169,19 @@ impl ConsulRegistration {
             },
             Some(_) => return Err(RegisterBodyError::Spec(SpecError::BadWeight)),
         };
-        let check = Self::check(&value, address.as_deref(), port)?;
+        let (check, ttl) = Self::check(&value, address.as_deref(), port)?;
         Ok(ConsulRegistration {
             name,
             id,
             address,
             port,
-            tags,
-            meta,
-            weight,
-            check,
+            spec: Spec {
+                check,
+                tags,
+                meta,
+                weight,
+            },
+            ttl,
         })
     }
 
@@ -199,7 +189,7 @@ impl ConsulRegistration {
         value: &Value,
         address: Option<&str>,
         port: u16,
-    ) -> Result<ConsulCheck, RegisterBodyError> {
+    ) -> Result<(Check, Option<Duration>), RegisterBodyError> {
         let single = match (member(value, "Check"), member(value, "Checks")) {
             (Some(c), _) if !matches!(c, Value::Null) => Some(c),
             (_, Some(Value::Array(list))) if list.len() > 1 => {
@@ -215,46 +205,31 @@ impl ConsulRegistration {
             (_, Some(_)) => return Err(RegisterBodyError::Bad("Checks", "not an array".into())),
         };
         let Some(check) = single else {
-            return Ok(ConsulCheck::None);
+            return Ok((Check::None, None));
         };
         if let Some(url) = text(check, "HTTP")? {
-            return http_path(url, address, port).map(ConsulCheck::Http);
+            return http_check(url, address, port).map(|c| (c, None));
         }
         if text(check, "TCP")?.is_some() {
-            return Ok(ConsulCheck::Tcp);
+            return Ok((Check::Tcp, None));
         }
         if let Some(ttl) = text(check, "TTL")? {
             let ttl = duration::parse_go(ttl).map_err(|e| RegisterBodyError::Bad("TTL", e))?;
             if ttl.is_zero() || ttl > MAX_CHECK_TTL {
                 return Err(RegisterBodyError::Bad("TTL", "must be 1ms to 1h".into()));
             }
-            return Ok(ConsulCheck::Ttl(ttl));
+            return Ok((Check::Ttl, Some(ttl)));
         }
         Err(RegisterBodyError::Bad(
             "Check",
             "mini runs HTTP, TCP or TTL checks".into(),
         ))
     }
-
-    /// The spec mini keeps for this registration.
-    pub fn spec(&self) -> Spec {
-        Spec {
-            check: match &self.check {
-                ConsulCheck::Http(path) => Check::Http(path.clone()),
-                ConsulCheck::Tcp => Check::Tcp,
-                ConsulCheck::None => Check::None,
-                ConsulCheck::Ttl(_) => Check::Ttl,
-            },
-            tags: self.tags.clone(),
-            meta: self.meta.clone(),
-            weight: self.weight,
-        }
-    }
 }
 
-/// The path of an HTTP check's URL, which must point at the instance's own address (mini probes
-/// the instance, not a third party).
-fn http_path(url: &str, address: Option<&str>, port: u16) -> Result<String, RegisterBodyError> {
+/// The HTTP check of a check's URL (its path), which must point at the instance's own address
+/// (mini probes the instance, not a third party).
+fn http_check(url: &str, address: Option<&str>, port: u16) -> Result<Check, RegisterBodyError> {
     let bad = |why: &str| RegisterBodyError::Bad("Check.HTTP", why.to_string());
     let rest = url
         .strip_prefix("http://")
@@ -274,12 +249,7 @@ fn http_path(url: &str, address: Option<&str>, port: u16) -> Result<String, Regi
             "must be on the service's own Address and Port (mini probes the instance itself)",
         ));
     }
-    Check::http(path)
-        .map(|c| match c {
-            Check::Http(p) => p,
-            _ => unreachable!("Check::http builds an HTTP check"),
-        })
-        .map_err(RegisterBodyError::Spec)
+    Check::http(path).map_err(RegisterBodyError::Spec)
 }
 
 #[cfg(test)]
@@ -296,36 +266,34 @@ mod tests {
         assert_eq!(r.name.as_str(), "web");
         assert_eq!(r.id, "web1");
         assert_eq!(r.address.as_deref(), Some("127.0.0.1"));
-        assert_eq!(r.tags, ["a"]);
-        assert_eq!(r.check, ConsulCheck::Tcp);
-        assert_eq!(r.spec().check, Check::Tcp);
+        assert_eq!(r.spec.tags, ["a"]);
+        assert_eq!((&r.spec.check, r.ttl), (&Check::Tcp, None));
     }
 
     #[test]
     fn defaults_id_to_name_and_no_check_to_none() {
         let r = parse(r#"{"Name":"db","Port":5432}"#).unwrap();
         assert_eq!(
-            (r.id.as_str(), r.address.clone(), r.weight),
+            (r.id.as_str(), r.address.clone(), r.spec.weight),
             ("db", None, 1)
         );
-        assert_eq!(r.check, ConsulCheck::None);
-        assert_eq!(r.spec().check, Check::None);
+        assert_eq!((&r.spec.check, r.ttl), (&Check::None, None));
     }
 
     #[test]
     fn ttl_checks_weights_and_meta() {
         let r = parse(r#"{"Name":"q","Port":1,"Meta":{"zone":"a"},"Weights":{"Passing":5,"Warning":1},"Checks":[{"TTL":"15s"}]}"#).unwrap();
-        assert_eq!(r.check, ConsulCheck::Ttl(Duration::from_secs(15)));
+        assert_eq!(r.ttl, Some(Duration::from_secs(15)));
         // Not probed, and not `none`: the door's pass/warn/fail set its health.
-        assert_eq!(r.spec().check, Check::Ttl);
-        assert_eq!(r.meta, [("zone".into(), "a".into())]);
-        assert_eq!(r.weight, 5);
+        assert_eq!(r.spec.check, Check::Ttl);
+        assert_eq!(r.spec.meta, [("zone".into(), "a".into())]);
+        assert_eq!(r.spec.weight, 5);
     }
 
     #[test]
     fn http_check_must_be_on_the_instance_itself() {
         let ok = r#"{"Name":"w","Port":80,"Address":"10.0.0.1","Check":{"HTTP":"http://10.0.0.1:80/h?x=1"}}"#;
-        assert_eq!(parse(ok).unwrap().check, ConsulCheck::Http("/h?x=1".into()));
+        assert_eq!(parse(ok).unwrap().spec.check, Check::Http("/h?x=1".into()));
         let other = r#"{"Name":"w","Port":80,"Address":"10.0.0.1","Check":{"HTTP":"http://evil.example:80/h"}}"#;
         assert!(matches!(
             parse(other),

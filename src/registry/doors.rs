@@ -14,7 +14,7 @@ use super::auth::Kind;
 use super::state::{Change, Instance};
 use super::watch;
 use super::Shared;
-use crate::consul::{self, render, ConsulCheck, ConsulRegistration};
+use crate::consul::{self, render, ConsulRegistration};
 use crate::http::router::{printable, Router};
 use crate::http::{Request, Response};
 
@@ -333,10 +333,7 @@ impl Doors {
             return Response::error(400, format_args!("bad Address: {e}"));
         }
         let service = reg.name.as_str().to_string();
-        let ttl = match reg.check {
-            ConsulCheck::Ttl(ttl) => Some(ttl),
-            _ => None,
-        };
+        let ttl = reg.ttl;
         // The same ID registered again elsewhere replaces the old instance, as in Consul.
         let previous = rt::lock(&self.ids).by_id.get(&reg.id).cloned();
         if let Some(old) = previous.filter(|o| o.service != service || o.addr != addr) {
@@ -352,7 +349,7 @@ impl Doors {
             warning: false,
         };
         rt::lock(&self.ids).insert(reg.id.clone(), known);
-        let spec = Arc::new(reg.spec());
+        let spec = Arc::new(reg.spec);
         let lease = ttl.unwrap_or(NO_EXPIRY);
         let refused = match self
             .shared
