@@ -328,17 +328,9 @@ fn a_drain_excludes_from_picks_at_once_keeps_the_instance_listed_and_delete_undo
     }
     // A renewal does not undo it; draining both leaves nothing to pick.
     put(&reg.addr, "web", a, "");
+    let drain_b = format!("/v1/services/web/{b}/drain");
     assert_eq!(conn.tally("/serviceAddr?queryParam=web", 100).len(), 1);
-    assert_eq!(
-        call(
-            &reg.addr,
-            "POST",
-            &format!("/v1/services/web/{b}/drain"),
-            ""
-        )
-        .0,
-        200
-    );
+    assert_eq!(call(&reg.addr, "POST", &drain_b, "").0, 200);
     assert_eq!(
         conn.get("/serviceAddr?queryParam=web"),
         (400, "no service availble".to_string())
@@ -360,16 +352,7 @@ fn a_drain_excludes_from_picks_at_once_keeps_the_instance_listed_and_delete_undo
         call(&reg.addr, "DELETE", &format!("/v1/services/web/{b}"), "").0,
         200
     );
-    assert_eq!(
-        call(
-            &reg.addr,
-            "POST",
-            &format!("/v1/services/web/{b}/drain"),
-            ""
-        )
-        .0,
-        404
-    );
+    assert_eq!(call(&reg.addr, "POST", &drain_b, "").0, 404);
     assert!(instance(&reg.addr, "web", b).is_none());
 }
 
